@@ -1,0 +1,545 @@
+"""One cron run, end to end: lock, plan, read, aggregate, write slice by slice, record."""
+
+from __future__ import annotations
+
+import bisect
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.engine import Connection
+
+from leadflow.config import Settings
+from leadflow.errors import LeadflowError, RunFailed, SourceError
+from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
+from leadflow.sources.files import ExportFile, check_readable, discover, raw_events_sql
+from leadflow.store.db import create_store_engine, ensure_schema
+from leadflow.store.lock import RunLock, heartbeat_statement
+from leadflow.store.schema import cron_runs, source_files, utcnow
+from leadflow.store.writer import SliceWriter
+from leadflow.transform.classify import classify_sql
+from leadflow.transform.leads import lead_records_sql
+from leadflow.transform.metrics import (
+    hourly_breakdown_sql,
+    hourly_metrics_sql,
+    listing_listers_sql,
+    listing_seekers_sql,
+)
+
+HOUR = timedelta(hours=1)
+
+# The write steps of a slice, in order; a fault injected at any of them must leave no trace.
+WRITE_STEPS = ("leads", "ledger", "analytics", "breakdown", "seekers", "listings", "run_record")
+
+
+class Progress(Protocol):
+    """What a run reports while it works (the CLI draws it as a progress bar)."""
+
+    def reading(self, files: int) -> None: ...
+
+    def planned(self, events: int, slices: int) -> None: ...
+
+    def advanced(self, events: int) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed by `leadflow run` and returned by the cron endpoint."""
+
+    run_id: int
+    status: str
+    source: str
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    files_read: int = 0
+    events_read: int = 0
+    events_accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    leads_inserted: int = 0
+    hours_written: int = 0
+    listings_updated: int = 0
+    slices: int = 0
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("window_start", "window_end"):
+            value = data[key]
+            data[key] = value.isoformat().replace("+00:00", "Z") if value else None
+        data["seconds"] = round(self.seconds, 3)
+        data["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return data
+
+
+@dataclass(frozen=True)
+class Slice:
+    first_hour: datetime
+    last_hour: datetime
+    events: int
+
+    @property
+    def end(self) -> datetime:
+        return self.last_hour + HOUR
+
+
+def plan_slices(
+    histogram: Sequence[tuple[datetime, int]], max_events: int, max_days: int
+) -> list[Slice]:
+    """Cut the touched hours, in order, into slices of at most `max_events` and `max_days`."""
+    slices: list[Slice] = []
+    first: datetime | None = None
+    last: datetime | None = None
+    count = 0
+    for hour, events in histogram:
+        if first is not None and (
+            count + events > max_events or hour - first >= timedelta(days=max_days)
+        ):
+            assert last is not None
+            slices.append(Slice(first, last, count))
+            first, count = None, 0
+        if first is None:
+            first = hour
+        last, count = hour, count + events
+    if first is not None and last is not None:
+        slices.append(Slice(first, last, count))
+    return slices
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@contextmanager
+def _engine_session(settings: Settings, workdir: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    config: dict[str, Any] = {
+        "memory_limit": settings.engine_memory_limit,
+        "temp_directory": workdir,
+        "preserve_insertion_order": False,
+    }
+    if settings.engine_threads:
+        config["threads"] = settings.engine_threads
+    con = duckdb.connect(f"{workdir}/run.duckdb", config=config)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+
+
+@dataclass
+class _Ledger:
+    """The ledger's view for one run: which files are new, pending, or old context."""
+
+    batch: list[ExportFile]
+    resume_from: dict[str, datetime]  # path → processed_through, for files a crashed run left
+    old: list[tuple[str, datetime, datetime, str]]  # (path, min_ts, max_ts, format) of done files
+
+
+def _read_ledger(conn: Connection, files: Sequence[ExportFile]) -> _Ledger:
+    rows = {row.path: row for row in conn.execute(select(source_files))}
+    batch: list[ExportFile] = []
+    resume_from: dict[str, datetime] = {}
+    for f in files:
+        row = rows.get(f.path)
+        if row is None or row.size != f.size or row.mtime_ns != f.mtime_ns:
+            batch.append(f)
+        elif not row.done:
+            batch.append(f)
+            if row.processed_through is not None:
+                resume_from[f.path] = _naive(row.processed_through)
+    in_batch = {f.path for f in batch}
+    # A file a crashed run left unfinished is resumed even when this run names other files.
+    for path, row in rows.items():
+        if path in in_batch or row.done:
+            continue
+        try:
+            found = discover(path)
+        except SourceError:
+            continue
+        batch.extend(found)
+        if row.processed_through is not None:
+            resume_from[path] = _naive(row.processed_through)
+    old = [
+        (row.path, _naive(row.min_ts), _naive(row.max_ts), row.format)
+        for row in rows.values()
+        if row.path not in {f.path for f in batch} and row.min_ts is not None
+    ]
+    return _Ledger(sorted(batch, key=lambda f: f.path), resume_from, old)
+
+
+class FileRun:
+    """The work of one run over an export folder, given an open DuckDB session."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        engine: Engine,
+        settings: Settings,
+        taxonomy: Taxonomy,
+        run_id: int,
+        lock: RunLock,
+        progress: Progress | None,
+        fault: Callable[[str], None] | None,
+    ) -> None:
+        self.con = con
+        self.engine = engine
+        self.settings = settings
+        self.taxonomy = taxonomy
+        self.run_id = run_id
+        self.lock = lock
+        self.progress = progress
+        self.fault = fault or (lambda _step: None)
+
+    def _sql(self, sql: str) -> None:
+        try:
+            self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot read the export files: {exc}".splitlines()[0]) from exc
+
+    def stage(self, ledger: _Ledger) -> None:
+        """Read and classify the batch, pull in old events of touched hours, find duplicates."""
+        batch_files = list(enumerate(ledger.batch))
+        check_readable(self.con, ledger.batch)
+        self._sql(
+            "CREATE TABLE batch AS "
+            + classify_sql(f"({raw_events_sql(self.con, batch_files)})", self.taxonomy)
+        )
+        resume = ", ".join(
+            f"({fid}, TIMESTAMP '{ledger.resume_from[f.path]:%Y-%m-%d %H:%M:%S}')"
+            for fid, f in batch_files
+            if f.path in ledger.resume_from
+        )
+        fresh_filter = "reject IS NULL"
+        if resume:
+            self._sql(
+                f"CREATE TABLE resume_from AS SELECT * FROM (VALUES {resume}) r(file_id, since)"
+            )
+            fresh_filter += (
+                " AND NOT EXISTS (SELECT 1 FROM resume_from r "
+                "WHERE r.file_id = batch.file_id AND batch.hour_ts < r.since)"
+            )
+        self._sql(
+            f"CREATE TABLE touched_pairs AS SELECT DISTINCT listing_id, hour_ts FROM batch WHERE {fresh_filter}"
+        )
+        self._sql("CREATE TABLE touched_hours AS SELECT DISTINCT hour_ts FROM touched_pairs")
+        hours = [
+            row[0]
+            for row in self.con.execute("SELECT hour_ts FROM touched_hours ORDER BY 1").fetchall()
+        ]
+
+        # Old files whose event-time range covers a touched hour: their events of those hours
+        # take part in the recompute, and older copies of an event win over newer ones.
+        context_files = [
+            (len(batch_files) + i, f)
+            for i, f in enumerate(
+                ExportFile(path, 0, 0, fmt, _compression(path))
+                for path, low, high, fmt in ledger.old
+                if _covers_any(hours, low, high)
+            )
+        ]
+        if context_files:
+            self._sql(
+                "CREATE TABLE context AS SELECT * FROM ("
+                + classify_sql(f"({raw_events_sql(self.con, context_files)})", self.taxonomy)
+                + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM touched_hours)"
+            )
+        else:
+            self._sql("CREATE TABLE context AS SELECT * FROM batch WHERE false")
+        self.context_files = len(context_files)
+
+        self._sql(
+            """
+CREATE TABLE losers AS
+WITH candidates AS (
+    SELECT 0 AS origin, rowid AS row_id, file_id, uuid FROM context
+    UNION ALL
+    SELECT 1 AS origin, rowid AS row_id, file_id, uuid FROM batch WHERE reject IS NULL
+), duplicated AS (
+    SELECT uuid FROM candidates GROUP BY uuid HAVING count(*) > 1
+)
+SELECT origin, row_id FROM (
+    SELECT origin, row_id,
+           row_number() OVER (PARTITION BY uuid ORDER BY origin, file_id, row_id) AS copy
+    FROM candidates WHERE uuid IN (SELECT uuid FROM duplicated)
+) WHERE copy > 1
+"""
+        )
+        pair_filter = ""
+        if context_files or resume:
+            pair_filter = (
+                " AND (listing_id, hour_ts) IN (SELECT listing_id, hour_ts FROM touched_pairs)"
+            )
+        self._sql(
+            f"""
+CREATE TABLE events AS
+SELECT * EXCLUDE (reject) FROM context
+WHERE rowid NOT IN (SELECT row_id FROM losers WHERE origin = 0){pair_filter}
+UNION ALL
+SELECT * EXCLUDE (reject) FROM batch
+WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM touched_hours)
+  AND rowid NOT IN (SELECT row_id FROM losers WHERE origin = 1){pair_filter}
+"""
+        )
+        self._sql(
+            """
+CREATE TABLE new_leads AS
+SELECT * EXCLUDE (reject) FROM batch
+WHERE reject IS NULL AND kind = 'lead' AND rowid NOT IN (SELECT row_id FROM losers WHERE origin = 1)
+"""
+        )
+
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """(events read, rejects by reason) of the batch, duplicates included."""
+        read = 0
+        rejects: dict[str, int] = {}
+        for reason, n in self.con.execute(
+            "SELECT reject, count(*) FROM batch GROUP BY reject"
+        ).fetchall():
+            read += n
+            if reason is not None:
+                rejects[reason] = n
+        (dupes,) = self.con.execute("SELECT count(*) FROM losers WHERE origin = 1").fetchone() or (
+            0,
+        )
+        if dupes:
+            rejects[RejectReason.DUPLICATE.value] = dupes
+        return read, dict(sorted(rejects.items()))
+
+    def file_ranges(self) -> dict[int, tuple[int, datetime | None, datetime | None]]:
+        rows = self.con.execute(
+            "SELECT file_id, count(*), min(ts) FILTER (WHERE reject IS NULL), "
+            "max(ts) FILTER (WHERE reject IS NULL) FROM batch GROUP BY file_id"
+        ).fetchall()
+        return {fid: (n, low, high) for fid, n, low, high in rows}
+
+    def histogram(self) -> list[tuple[datetime, int]]:
+        return [
+            (hour, n)
+            for hour, n in self.con.execute(
+                "SELECT hour_ts, count(*) FROM events GROUP BY hour_ts ORDER BY hour_ts"
+            ).fetchall()
+        ]
+
+    def arrow(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+    def lead_records(self, writer: SliceWriter) -> tuple[pa.Table, pa.Table]:
+        """The run's lead records and their actions, leaving out actions the store has."""
+        uuids = [row[0] for row in self.con.execute("SELECT uuid FROM new_leads").fetchall()]
+        known = writer.known_lead_events(uuids)
+        if known:
+            self.con.execute("CREATE OR REPLACE TEMP TABLE known_leads (uuid VARCHAR)")
+            self.con.executemany("INSERT INTO known_leads VALUES (?)", [(u,) for u in known])
+            source = "(SELECT * FROM new_leads WHERE uuid NOT IN (SELECT uuid FROM known_leads))"
+        else:
+            source = "new_leads"
+        records = self.arrow(lead_records_sql(source, self.taxonomy))
+        actions = self.arrow(f"SELECT uuid, listing_id, seeker_id FROM {source}")
+        return records, actions
+
+
+def _compression(path: str) -> str:
+    from leadflow.sources.files import file_format
+
+    kind = file_format(path)
+    return kind[1] if kind else "none"
+
+
+def _covers_any(hours: Sequence[datetime], low: datetime, high: datetime) -> bool:
+    """Whether any of the sorted `hours` falls within [hour of low, high]."""
+    start = low.replace(minute=0, second=0, microsecond=0)
+    i = bisect.bisect_left(hours, start)
+    return i < len(hours) and hours[i] <= high
+
+
+def run(
+    settings: Settings,
+    source: str,
+    *,
+    engine: Engine | None = None,
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+    progress: Progress | None = None,
+    fault: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """One cron run over the export files `source` names, into the store of `settings`.
+
+    Raises RunLocked when another run holds the lock, SourceError/ConfigError before a run
+    starts, and RunFailed (with the run's id, recorded in cron_runs) when a started run fails.
+    """
+    started = time.perf_counter()
+    engine = engine or create_store_engine(settings.database_url)
+    ensure_schema(engine)
+    files = discover(source)
+    lock = RunLock(engine, timedelta(seconds=settings.lock_timeout_seconds))
+    lock.acquire()
+    try:
+        with engine.begin() as conn:
+            run_id = int(
+                conn.execute(
+                    insert(cron_runs)
+                    .values(started_at=utcnow(), status="running", source=source, rejects={})
+                    .returning(cron_runs.c.id)
+                ).scalar_one()
+            )
+        lock.attach(run_id)
+        summary = RunSummary(run_id=run_id, status="running", source=source)
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="leadflow-run-") as workdir,
+                _engine_session(settings, workdir) as con,
+            ):
+                _run_files(
+                    FileRun(con, engine, settings, taxonomy, run_id, lock, progress, fault),
+                    files,
+                    summary,
+                )
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, LeadflowError) else f"{type(exc).__name__}: {exc}"
+            with engine.begin() as conn:
+                conn.execute(
+                    update(cron_runs)
+                    .where(cron_runs.c.id == run_id)
+                    .values(status="failed", finished_at=utcnow(), error=message)
+                )
+            raise RunFailed(run_id, message) from exc
+        summary.status = "succeeded"
+        summary.seconds = time.perf_counter() - started
+        with engine.begin() as conn:
+            conn.execute(
+                update(cron_runs)
+                .where(cron_runs.c.id == run_id)
+                .values(status="succeeded", finished_at=utcnow())
+            )
+        return summary
+    finally:
+        lock.release()
+
+
+def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> None:
+    timings = summary.timings
+    clock = time.perf_counter()
+    with work.engine.connect() as conn:
+        ledger = _read_ledger(conn, files)
+    if work.progress:
+        work.progress.reading(len(ledger.batch))
+    work.stage(ledger)
+    summary.files_read = len(ledger.batch)
+    summary.events_read, summary.rejected = work.counts()
+    summary.events_accepted = summary.events_read - sum(summary.rejected.values())
+    ranges = work.file_ranges()
+    slices = plan_slices(work.histogram(), work.settings.slice_events, work.settings.slice_max_days)
+    summary.slices = len(slices)
+    if slices:
+        summary.window_start = slices[0].first_hour.replace(tzinfo=UTC)
+        summary.window_end = slices[-1].end.replace(tzinfo=UTC)
+    timings["read"] = time.perf_counter() - clock
+    if work.progress:
+        work.progress.planned(sum(s.events for s in slices), len(slices))
+
+    for index, piece in enumerate(slices or [None]):
+        now = utcnow()
+        clock = time.perf_counter()
+        if piece is not None:
+            where = (
+                f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
+                f"AND TIMESTAMP '{piece.last_hour}')"
+            )
+            metrics = work.arrow(hourly_metrics_sql(where, work.taxonomy))
+            breakdown = work.arrow(hourly_breakdown_sql(where))
+            seekers = work.arrow(listing_seekers_sql(where))
+            listers = work.arrow(listing_listers_sql(where))
+        timings["aggregate"] = timings.get("aggregate", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+        with (
+            work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+            conn.begin(),
+        ):
+            writer = SliceWriter(conn, now)
+            if index == 0:
+                records, actions = work.lead_records(writer)
+                summary.leads_inserted = writer.insert_leads(records, actions, summary.run_id)
+                work.fault("leads")
+            last = index == len(slices) - 1 or piece is None
+            through = piece.end if piece is not None else None
+            _write_ledger(
+                conn, ledger.batch, ranges, through, last, summary.run_id, now, first=index == 0
+            )
+            work.fault("ledger")
+            if piece is not None:
+                summary.hours_written += writer.upsert_analytics(metrics)
+                work.fault("analytics")
+                writer.replace_breakdown(metrics, breakdown)
+                work.fault("breakdown")
+                writer.add_seekers(seekers)
+                work.fault("seekers")
+                summary.listings_updated += writer.refresh_listings(listers)
+                work.fault("listings")
+            conn.execute(
+                update(cron_runs)
+                .where(cron_runs.c.id == summary.run_id)
+                .values(
+                    window_start=summary.window_start,
+                    window_end=summary.window_end,
+                    events_read=summary.events_read,
+                    events_accepted=summary.events_accepted,
+                    rejects=summary.rejected,
+                    leads_inserted=summary.leads_inserted,
+                    analytics_rows_written=summary.hours_written,
+                    listings_updated=summary.listings_updated,
+                    slices_done=index + 1 if piece is not None else 0,
+                    slices_total=len(slices),
+                )
+            )
+            conn.execute(heartbeat_statement(work.lock.holder, now))
+            work.fault("run_record")
+        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
+        if work.progress and piece is not None:
+            work.progress.advanced(piece.events)
+
+
+def _write_ledger(
+    conn: Connection,
+    batch: Sequence[ExportFile],
+    ranges: dict[int, tuple[int, datetime | None, datetime | None]],
+    through: datetime | None,
+    last: bool,
+    run_id: int,
+    now: datetime,
+    first: bool,
+) -> None:
+    """Record the batch's files and how far their hours are written, in the slice's transaction."""
+    through_aware = _aware(through)
+    for fid, f in enumerate(batch):
+        events, low, high = ranges.get(fid, (0, None, None))
+        done = last or high is None or (through is not None and high < through)
+        values: dict[str, Any] = {"processed_through": through_aware, "done": done}
+        if first:
+            values |= {
+                "size": f.size,
+                "mtime_ns": f.mtime_ns,
+                "format": f.format,
+                "events": events,
+                "min_ts": _aware(low),
+                "max_ts": _aware(high),
+                "run_id": run_id,
+                "added_at": now,
+            }
+            changed = conn.execute(
+                update(source_files).where(source_files.c.path == f.path).values(**values)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(source_files).values(path=f.path, **values))
+        else:
+            conn.execute(update(source_files).where(source_files.c.path == f.path).values(**values))

@@ -1,0 +1,235 @@
+"""PostHog S3 batch-export files (JSONL, plain/.gz/.zst, and Parquet) as raw events in DuckDB."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from leadflow.errors import SourceError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One export file, identified by its resolved path and, for changes, its size and mtime."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    format: str  # "parquet" | "jsonl"
+    compression: str  # "none" | "gzip" | "zstd"
+
+
+def file_format(path: str) -> tuple[str, str] | None:
+    """(format, compression) of an export file by its name, or None if it is not one."""
+    name = path.lower()
+    compression = "none"
+    for suffix, codec in COMPRESSIONS.items():
+        if name.endswith(suffix):
+            name, compression = name[: -len(suffix)], codec
+            break
+    if name.endswith(".parquet"):
+        return ("parquet", compression) if compression == "none" else None
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl", compression
+    return None
+
+
+def _export_file(path: str) -> ExportFile | None:
+    kind = file_format(path)
+    if kind is None:
+        return None
+    stat = os.stat(path)
+    return ExportFile(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, *kind)
+
+
+def discover(spec: str) -> list[ExportFile]:
+    """The export files a source path names: one file, a folder (recursively) or a glob."""
+    if any(ch in spec for ch in "*?["):
+        candidates = sorted(glob.glob(spec, recursive=True))
+        if not candidates:
+            raise SourceError(f"no files match {spec!r}")
+    elif os.path.isdir(spec):
+        candidates = sorted(
+            os.path.join(root, name)
+            for root, _dirs, names in os.walk(spec)
+            for name in names
+            if not name.startswith(".")
+        )
+    elif os.path.exists(spec):
+        if file_format(spec) is None:
+            raise SourceError(
+                f"{spec}: not an export file (expected .parquet, or .jsonl/.ndjson/.json, "
+                "optionally .gz or .zst)"
+            )
+        candidates = [spec]
+    else:
+        raise SourceError(f"{spec}: no such file or folder")
+    files = [f for f in (_export_file(p) for p in candidates if os.path.isfile(p)) if f]
+    return sorted(files, key=lambda f: f.path)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _file_list(paths: Iterable[str]) -> str:
+    return "[" + ", ".join(_quote(p) for p in paths) + "]"
+
+
+_ID_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
+# Microseconds since the epoch within the years 1 to 9999.
+_MICROS_RANGE = "BETWEEN -62135596800000000 AND 253402300799999999"
+
+
+def _props_from_text(text: str) -> tuple[str, str]:
+    """(props, props_bad) for properties held as a JSON string."""
+    is_object = f"(json_valid({text}) AND json_type({text}) = 'OBJECT')"
+    return (
+        f"CASE WHEN json_valid({text}) THEN CASE WHEN json_type({text}) = 'OBJECT' "
+        f"THEN CAST({text} AS JSON) END END",
+        f"({text} IS NOT NULL AND NOT coalesce(CASE WHEN json_valid({text}) "
+        f"THEN {is_object} END, false))",
+    )
+
+
+def _jsonl_sql(files: Sequence[tuple[int, ExportFile]], compression: str) -> str:
+    paths = _file_list(f.path for _, f in files)
+    ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
+    props, props_bad = _props_from_text("(j[4] ->> '$')")
+    return f"""
+SELECT file_id, doc IS NULL AS malformed,
+    CASE WHEN json_type(j[1]) IN {_ID_TYPES} THEN j[1] ->> '$' END AS uuid,
+    CASE WHEN json_type(j[2]) = 'VARCHAR' THEN j[2] ->> '$' END AS event,
+    CASE WHEN json_type(j[3]) IN {_ID_TYPES} THEN j[3] ->> '$' END AS distinct_id,
+    CASE json_type(j[4]) WHEN 'OBJECT' THEN j[4] WHEN 'VARCHAR' THEN {props} END AS props,
+    CASE WHEN json_type(j[4]) IS NULL OR json_type(j[4]) IN ('NULL', 'OBJECT') THEN false
+         WHEN json_type(j[4]) = 'VARCHAR' THEN {props_bad}
+         ELSE true END AS props_bad,
+    CASE WHEN json_type(j[5]) = 'VARCHAR'
+             THEN CAST(try_cast(j[5] ->> '$' AS TIMESTAMPTZ) AS TIMESTAMP)
+         WHEN json_type(j[5]) IN ('BIGINT', 'UBIGINT')
+              AND try_cast(j[5] ->> '$' AS BIGINT) {_MICROS_RANGE}
+             THEN make_timestamp(CAST(j[5] ->> '$' AS BIGINT))
+    END AS ts
+FROM (
+    SELECT file_id, doc,
+        json_extract(doc, ['$.uuid', '$.event', '$.distinct_id', '$.properties', '$.timestamp']) AS j
+    FROM (
+        SELECT filename,
+            CASE WHEN json_valid(line) THEN
+                CASE WHEN json_type(line) = 'OBJECT' THEN CAST(line AS JSON) END
+            END AS doc
+        FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\\0',
+                      quote = '', escape = '', auto_detect = false, strict_mode = false,
+                      compression = '{compression}', filename = true)
+        WHERE line IS NOT NULL AND trim(line) <> ''
+    ) AS lines
+    JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.filename
+) AS docs
+"""
+
+
+def _ts_expr(column: str, dtype: str | None) -> str:
+    if dtype is None:
+        return "CAST(NULL AS TIMESTAMP)"
+    upper = dtype.upper()
+    if upper.startswith("TIMESTAMP") or upper == "DATE":
+        return f"CAST({column} AS TIMESTAMP)"
+    if upper in ("BIGINT", "UBIGINT", "INTEGER", "HUGEINT"):
+        return (
+            f"CASE WHEN {column} {_MICROS_RANGE} THEN make_timestamp(CAST({column} AS BIGINT)) END"
+        )
+    if upper in ("VARCHAR", "JSON"):
+        return f"CAST(try_cast({column} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    return "CAST(NULL AS TIMESTAMP)"
+
+
+def _text_expr(column: str, dtype: str | None) -> str:
+    return "CAST(NULL AS VARCHAR)" if dtype is None else f"CAST({column} AS VARCHAR)"
+
+
+def _parquet_sql(files: Sequence[tuple[int, ExportFile]], types: dict[str, str]) -> str:
+    paths = _file_list(f.path for _, f in files)
+    ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
+    props_type = types.get("properties")
+    if props_type is None:
+        props, props_bad = "CAST(NULL AS JSON)", "false"
+    elif props_type.upper() in ("VARCHAR", "JSON", "BLOB"):
+        props, props_bad = _props_from_text('CAST("properties" AS VARCHAR)')
+    elif props_type.upper().startswith(("STRUCT", "MAP")):
+        props, props_bad = 'to_json("properties")', "false"
+    else:
+        props, props_bad = "CAST(NULL AS JSON)", '"properties" IS NOT NULL'
+    event = (
+        '"event"' if (types.get("event") or "").upper() == "VARCHAR" else "CAST(NULL AS VARCHAR)"
+    )
+    return f"""
+SELECT ids.file_id, false AS malformed,
+    {_text_expr('"uuid"', types.get("uuid"))} AS uuid,
+    {event} AS event,
+    {_text_expr('"distinct_id"', types.get("distinct_id"))} AS distinct_id,
+    {props} AS props,
+    {props_bad} AS props_bad,
+    {_ts_expr('"timestamp"', types.get("timestamp"))} AS ts
+FROM read_parquet({paths}, filename = true) AS rows
+JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = rows.filename
+"""
+
+
+def _parquet_types(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(path)})").fetchall()
+    except duckdb.Error as exc:
+        raise SourceError(f"{path}: cannot read Parquet file: {_first_line(exc)}") from exc
+    wanted = {"uuid", "event", "distinct_id", "properties", "timestamp"}
+    return {str(name): str(dtype) for name, dtype, *_ in rows if name in wanted}
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def raw_events_sql(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, ExportFile]]) -> str:
+    """A query giving the raw events (classify.RAW_COLUMNS) of `files` ((file_id, file) pairs)."""
+    groups: dict[tuple[str, ...], list[tuple[int, ExportFile]]] = defaultdict(list)
+    parquet_types: dict[tuple[str, ...], dict[str, str]] = {}
+    for fid, f in files:
+        if f.format == "parquet":
+            types = _parquet_types(con, f.path)
+            key = ("parquet", *sorted(f"{k}:{v}" for k, v in types.items()))
+            parquet_types[key] = types
+        else:
+            key = ("jsonl", f.compression)
+        groups[key].append((fid, f))
+    parts = [
+        _parquet_sql(group, parquet_types[key])
+        if key[0] == "parquet"
+        else _jsonl_sql(group, key[1])
+        for key, group in groups.items()
+    ]
+    if not parts:
+        return (
+            "SELECT CAST(NULL AS INTEGER) AS file_id, false AS malformed, "
+            "CAST(NULL AS VARCHAR) AS uuid, CAST(NULL AS VARCHAR) AS event, "
+            "CAST(NULL AS VARCHAR) AS distinct_id, CAST(NULL AS JSON) AS props, "
+            "false AS props_bad, CAST(NULL AS TIMESTAMP) AS ts WHERE false"
+        )
+    return "\nUNION ALL\n".join(f"({part})" for part in parts)
+
+
+def check_readable(con: duckdb.DuckDBPyConnection, files: Sequence[ExportFile]) -> None:
+    """Fail with one clear line per unreadable file before a run writes anything."""
+    for f in files:
+        if f.format == "parquet":
+            _parquet_types(con, f.path)
+        elif not os.access(f.path, os.R_OK):
+            raise SourceError(f"{f.path}: permission denied")
