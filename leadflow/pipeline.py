@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -249,6 +250,12 @@ class FileRun:
                 if _covers_any(hours, low, high)
             )
         ]
+        for _, f in context_files:
+            if not os.path.exists(f.path):
+                raise SourceError(
+                    f"{f.path} is missing: it was read by an earlier run and holds events of hours "
+                    "this run recomputes; restore it (export folders are append-only)"
+                )
         if context_files:
             self._sql(
                 "CREATE TABLE context AS SELECT * FROM ("

@@ -114,11 +114,10 @@ SELECT file_id, doc IS NULL AS malformed,
     CASE WHEN json_type(j[4]) IS NULL OR json_type(j[4]) IN ('NULL', 'OBJECT') THEN false
          WHEN json_type(j[4]) = 'VARCHAR' THEN {props_bad}
          ELSE true END AS props_bad,
-    CASE WHEN json_type(j[5]) = 'VARCHAR'
-             THEN CAST(try_cast(j[5] ->> '$' AS TIMESTAMPTZ) AS TIMESTAMP)
-         WHEN json_type(j[5]) IN ('BIGINT', 'UBIGINT')
-              AND try_cast(j[5] ->> '$' AS BIGINT) {_MICROS_RANGE}
-             THEN make_timestamp(CAST(j[5] ->> '$' AS BIGINT))
+    CASE WHEN json_type(j[5]) = 'VARCHAR' THEN {_iso_timestamp("(j[5] ->> '$')")}
+         WHEN json_type(j[5]) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+              AND try_cast(j[5] ->> '$' AS DOUBLE) {_MICROS_RANGE}
+             THEN make_timestamp(CAST(trunc(CAST(j[5] ->> '$' AS DOUBLE)) AS BIGINT))
     END AS ts
 FROM (
     SELECT file_id, doc,
@@ -131,11 +130,23 @@ FROM (
         FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\\0',
                       quote = '', escape = '', auto_detect = false, strict_mode = false,
                       compression = '{compression}', filename = true)
-        WHERE line IS NOT NULL AND trim(line) <> ''
+        WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''
     ) AS lines
     JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.filename
 ) AS docs
 """
+
+
+# ISO-8601's extended form: a date, optionally a time, optionally Z or an offset (no zone names).
+_ISO_8601 = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?"
+
+
+def _iso_timestamp(text: str) -> str:
+    """A UTC TIMESTAMP from ISO-8601 text, NULL for anything else."""
+    return (
+        f"CASE WHEN regexp_full_match({text}, '{_ISO_8601}') "
+        f"THEN CAST(try_cast({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+    )
 
 
 def _ts_expr(column: str, dtype: str | None) -> str:
@@ -149,7 +160,7 @@ def _ts_expr(column: str, dtype: str | None) -> str:
             f"CASE WHEN {column} {_MICROS_RANGE} THEN make_timestamp(CAST({column} AS BIGINT)) END"
         )
     if upper in ("VARCHAR", "JSON"):
-        return f"CAST(try_cast({column} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        return _iso_timestamp(f"CAST({column} AS VARCHAR)")
     return "CAST(NULL AS TIMESTAMP)"
 
 

@@ -102,7 +102,7 @@ def classify_sql(raw: str, taxonomy: Taxonomy) -> str:
         WHEN event IN {_in_list(t.impression_events)} THEN '{Kind.IMPRESSION}'
         WHEN event IN {_in_list(t.share_events)} THEN '{Kind.SHARE}'
         WHEN event IN {_in_list(t.save_events)}
-             AND NOT (t_action = 'VARCHAR' AND v_action = {_quote(t.save_remove_action)})
+             AND NOT coalesce(t_action = 'VARCHAR' AND v_action = {_quote(t.save_remove_action)}, false)
              THEN '{Kind.SAVE}'
         END"""
     message_expr = f"CASE WHEN {absent('msg')} THEN {_quote(t.default_message_type)} ELSE v_msg END"

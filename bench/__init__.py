@@ -1,0 +1,1 @@
+"""Benchmarks and the independent baseline that benchmarks and tests compare leadflow with."""

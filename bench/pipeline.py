@@ -1,0 +1,168 @@
+"""Benchmark: leadflow's first run and hourly run against the per-event baseline, side by side.
+
+    python -m bench.pipeline --events 1000000 --format parquet
+    python -m bench.pipeline --events 10000000 --format parquet --format jsonl
+
+For each format it generates the demo export once (cached under bench/data/), then runs, one
+after the other, each in a child process of its own so that peak memory is each one's own:
+leadflow's first run into a fresh SQLite file, the baseline (bench/baseline.py) over the same
+files, and leadflow's hourly run over 100,000 new events. It prints seconds, events/s, peak
+memory and the ratios, and where leadflow's time went (read, aggregate, write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).parent / "data"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def export(events: int, fmt: str) -> Path:
+    """The cached demo export of `events` events in `fmt` (generated on first use)."""
+    from leadflow.sources.demo import generate_export
+
+    folder = DATA / f"{events}-{fmt}"
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.perf_counter()
+        stats = generate_export(folder / "export", events=events, fmt=fmt, end=END)  # type: ignore[arg-type]
+        (folder / ".complete").write_text(json.dumps(stats.__dict__))
+        print(
+            f"generated {stats.events:,} events as {fmt} in {time.perf_counter() - started:.1f} s"
+        )
+    return folder / "export"
+
+
+def hourly_batch(fmt: str) -> Path:
+    """100,000 new events in one file, just after the year of the big export."""
+    from leadflow.sources.demo import generate_export
+
+    folder = DATA / f"hourly-{fmt}"
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        generate_export(
+            folder,
+            events=100_000,
+            fmt=fmt,  # type: ignore[arg-type]
+            days=1,
+            batch_hours=24,
+            end=END.replace(day=2),
+            seed=11,
+            late_rate=0.0,
+            duplicate_rate=0.0,
+        )
+        (folder / ".complete").write_text("")
+    return folder
+
+
+def measure(command: list[str]) -> dict[str, Any]:
+    """Run a child process; its JSON output plus wall seconds and peak RSS (MiB)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
+    result: dict[str, Any] = json.loads(output[output.index("{") :])
+    result["wall_seconds"] = time.perf_counter() - started
+    result["peak_mib"] = usage.ru_maxrss / 1024
+    return result
+
+
+def leadflow_run(path: Path, db: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "leadflow.cli",
+        "run",
+        "--source",
+        "file",
+        str(path),
+        "--database",
+        f"sqlite:///{db}",
+        "--json",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--format", action="append", choices=["parquet", "jsonl"], dest="formats")
+    parser.add_argument("--no-baseline", action="store_true", help="Time leadflow only.")
+    args = parser.parse_args(argv)
+
+    for fmt in args.formats or ["parquet"]:
+        path = export(args.events, fmt)
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            first = measure(leadflow_run(path, Path(tmp) / "leadflow.db"))
+            # The hourly run: one new file of 100,000 events into the store the first run made.
+            incoming = Path(tmp) / "incoming"
+            shutil.copytree(hourly_batch(fmt), incoming, ignore=shutil.ignore_patterns(".complete"))
+            hourly = measure(leadflow_run(incoming, Path(tmp) / "leadflow.db"))
+            base = None
+            if not args.no_baseline:
+                base = measure(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.baseline",
+                        str(path),
+                        "--database",
+                        f"sqlite:///{Path(tmp) / 'baseline.db'}",
+                        "--json",
+                    ]
+                )
+        report(args.events, fmt, first, hourly, base)
+
+
+def report(
+    events: int,
+    fmt: str,
+    first: dict[str, Any],
+    hourly: dict[str, Any],
+    base: dict[str, Any] | None,
+) -> None:
+    read = first["events_read"]
+    rows = [("leadflow first run", first, read)]
+    if base is not None:
+        rows.append(("per-event baseline", base, base["events_read"]))
+    print(f"\n{events:,} events, {fmt}  ({os.cpu_count()} cores)")
+    print(f"{'':22}{'seconds':>10}{'events/s':>14}{'peak MiB':>10}")
+    for name, result, n in rows:
+        seconds = result["wall_seconds"]
+        print(f"{name:22}{seconds:10.1f}{n / seconds:14,.0f}{result['peak_mib']:10,.0f}")
+    timings = first["timings"]
+    print(
+        "leadflow time by phase: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        + f", start-up and rest {first['wall_seconds'] - sum(timings.values()):.1f} s"
+    )
+    if base is not None:
+        print(
+            f"speed-up vs baseline: {base['wall_seconds'] / first['wall_seconds']:.1f}x; "
+            f"memory ratio leadflow/baseline: {first['peak_mib'] / base['peak_mib']:.2f}"
+        )
+    print(
+        f"hourly run of {hourly['events_read']:,} new events: {hourly['wall_seconds']:.2f} s "
+        f"wall ({hourly['seconds']:.2f} s in the run), {hourly['hours_written']:,} hours "
+        f"rewritten, peak {hourly['peak_mib']:,.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The cron run over export files, by example: DESIGN.md's seed case, formats, rejects, ledger."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bench.baseline import canonical, compute
+from leadflow.errors import RunFailed, SourceError
+from tests.eventfiles import event, write_jsonl, write_parquet
+
+T0 = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_two_calls_in_one_hour_make_one_lead_with_score_60(store, tmp_path):
+    path = write_jsonl(
+        tmp_path / "calls.jsonl",
+        [
+            event("u1", "lead_phone", at(5), "listing-1", "seeker-1", lister_id="lister-1"),
+            event("u2", "lead_phone", at(40), "listing-1", "seeker-1", lister_id="lister-1"),
+        ],
+    )
+    summary = store.run(path)
+
+    (lead,) = store.rows("leads")
+    assert lead["total_actions"] == 2
+    assert lead["lead_score"] == 60
+    assert [a["event_uuid"] for a in lead["lead_actions"]] == ["u1", "u2"]
+    assert lead["status"] == "new" and lead["last_action_type"] == "phone"
+    (hour,) = store.rows("listing_analytics")
+    assert (hour["phone_leads"], hour["total_leads"], hour["unique_leads"]) == (2, 2, 1)
+    assert (hour["date"].isoformat(), hour["hour"]) == ("2025-05-01", 10)
+    assert summary.leads_inserted == 1 and summary.events_accepted == 2
+
+
+def test_every_reject_reason_is_counted_and_nothing_vanishes(store, tmp_path):
+    lines = [
+        event("ok-1", "property_view", at(1), "listing-1"),
+        "this is not json",
+        '["a", "list"]',
+        {k: v for k, v in event("x", "property_view", at(1), "listing-1").items() if k != "uuid"},
+        {**event("no-name", "property_view", at(1), "listing-1"), "event": None},
+        event("ignored", "$autocapture", at(1), "listing-1"),
+        event("pageview-no-listing", "$pageview", at(1)),
+        event("unsave", "listing_save", at(1), "listing-1", action="remove"),
+        {**event("bad-props", "property_view", at(1), "listing-1"), "properties": [1, 2]},
+        event("bad-ts", "property_view", "yesterday-ish", "listing-1"),
+        event("profile-contact", "lead_phone", at(1), None, context_type="lister_profile"),
+        {
+            **event("no-seeker", "property_view", at(1), "listing-1", seeker=None),
+            "distinct_id": None,
+        },
+        event("object-listing", "property_view", at(1), {"id": 1}),
+        event("fax", "lead_message", at(1), "listing-1", message_type="fax"),
+        event("ok-1", "property_view", at(1), "listing-1"),
+    ]
+    summary = store.run(write_jsonl(tmp_path / "mixed.jsonl", lines))
+
+    assert summary.rejected == {
+        "bad_properties": 1,
+        "bad_timestamp": 1,
+        "duplicate": 1,
+        "ignored_event": 3,
+        "invalid_value": 1,
+        "malformed_json": 2,
+        "missing_event": 1,
+        "missing_listing_id": 1,
+        "missing_seeker": 1,
+        "missing_uuid": 1,
+        "wrong_type": 1,
+    }
+    assert (
+        summary.events_read
+        == len(lines)
+        == summary.events_accepted + sum(summary.rejected.values())
+    )
+    (run,) = store.rows("cron_runs")
+    assert run["rejects"] == summary.rejected and run["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz", "events.jsonl.zst"])
+def test_jsonl_plain_and_compressed_give_the_same_tables(store, tmp_path, name):
+    events = [
+        event("a", "listing_view", at(1), "listing-1", "s1"),
+        event("b", "lead_message", at(2), "listing-1", "s1", message_type="whatsapp"),
+        event("c", "listing_share", at(3), 42, "s2", platform="facebook"),
+    ]
+    path = write_jsonl(tmp_path / name, events)
+    store.run(path)
+    assert store.snapshot() == canonical(compute([path]))
+
+
+@pytest.mark.parametrize("times", ["timestamp", "int", "string"])
+def test_parquet_with_each_time_encoding(store, tmp_path, times):
+    events = [
+        event("a", "property_view", at(1), "listing-1", "s1"),
+        event("b", "lead_appointment", at(70), "listing-1", "s2", appointment_type="video"),
+        event("c", "impression_saved_listing", at(80), "listing-2", "s1"),
+        event("d", "lead", at(90), "listing-2", "s3", lead_type="phone"),
+        event("e", "lead", at(91), "listing-2", "s3"),
+    ]
+    path = write_parquet(tmp_path / "events.parquet", events, times=times)
+    summary = store.run(path)
+    assert summary.events_accepted == 5
+    assert store.snapshot() == canonical(compute([path]))
+    groups = {(g[0], g[1]): g for g in store.snapshot()["lead_groups"]}
+    assert groups[("listing-2", "s3")][2] == 40  # phone 30 + website 10
+
+
+def test_parquet_missing_optional_columns_and_extra_columns(store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "uuid": ["a", "b"],
+            "event": ["property_view", "lead_phone"],
+            "distinct_id": ["s1", "s2"],
+            "properties": [json.dumps({"listing_id": "L"}), json.dumps({"listing_id": "L"})],
+            "timestamp": pa.array([1_746_093_600_000_000, 1_746_093_660_000_000]).cast(
+                pa.timestamp("us")
+            ),
+            "some_future_column": [1, 2],
+        }
+    )
+    path = tmp_path / "slim.parquet"
+    pq.write_table(table, path)
+    summary = store.run(path)
+    assert summary.events_accepted == 2 and summary.rejected == {}
+    (hour,) = store.rows("listing_analytics")
+    assert (hour["total_views"], hour["phone_leads"], hour["conversion_rate"]) == (1, 1, 100.0)
+
+
+def test_a_second_run_over_the_same_files_changes_nothing(store, tmp_path):
+    path = write_jsonl(
+        tmp_path / "store" / "a.jsonl",
+        [event(f"e{i}", "lead_phone", at(i * 17), "listing-1", f"s{i % 3}") for i in range(12)],
+    )
+    store.run(path.parent)
+    before = store.snapshot()
+    again = store.run(path.parent)
+    assert again.events_read == 0 and again.leads_inserted == 0
+    assert store.snapshot() == before
+    assert store.count("leads") == 3
+
+
+def test_late_events_in_a_new_file_recompute_their_old_hour(store, tmp_path):
+    folder = tmp_path / "export"
+    write_jsonl(folder / "1.jsonl", [event("v1", "property_view", at(1), "L", "s1")])
+    store.run(folder)
+    write_jsonl(
+        folder / "2.jsonl",
+        [
+            event("v2", "property_view", at(2), "L", "s2"),  # late, same hour
+            event("v1", "property_view", at(1), "L", "s1"),  # duplicate across batches
+            event("v3", "property_view", at(200), "L", "s1"),
+        ],
+    )
+    summary = store.run(folder)
+    assert summary.rejected == {"duplicate": 1}
+    hours = {
+        (r["hour"]): (r["total_views"], r["unique_views"]) for r in store.rows("listing_analytics")
+    }
+    assert hours == {10: (2, 2), 13: (1, 1)}
+    (listing,) = store.rows("listings")
+    assert (listing["total_views"], listing["unique_views"]) == (3, 2)
+
+
+def test_recompute_opens_only_files_whose_time_range_covers_touched_hours(store, tmp_path):
+    folder = tmp_path / "export"
+    write_jsonl(
+        folder / "jan.jsonl", [event("j", "property_view", "2025-01-05T10:00:00Z", "L", "s1")]
+    )
+    write_jsonl(folder / "may.jsonl", [event("m", "property_view", at(1), "L", "s1")])
+    store.run(folder)
+    # The January file goes away: a run touching only May must not need it …
+    (folder / "jan.jsonl").unlink()
+    write_jsonl(folder / "may-late.jsonl", [event("m2", "property_view", at(3), "L", "s2")])
+    summary = store.run(folder)
+    assert summary.events_read == 1 and summary.rejected == {}
+    # … but a run touching January does, and says so.
+    write_jsonl(
+        folder / "jan-late.jsonl", [event("j2", "property_view", "2025-01-05T10:30:00Z", "L", "s2")]
+    )
+    with pytest.raises(RunFailed, match=r"jan\.jsonl.*missing"):
+        store.run(folder)
+
+
+def test_unique_views_over_all_time_are_distinct_seekers_not_sums(store, tmp_path):
+    events = [event(f"v{i}", "property_view", at(i * 60), "L", "same-seeker") for i in range(5)]
+    store.run(write_jsonl(tmp_path / "v.jsonl", events))
+    assert sum(r["unique_views"] for r in store.rows("listing_analytics")) == 5
+    (listing,) = store.rows("listings")
+    assert listing["unique_views"] == 1 and listing["total_views"] == 5
+
+
+def test_breakdowns_and_lister_of_a_listing(store, tmp_path):
+    events = [
+        event("s1", "listing_share", at(1), "L", "a", platform="whatsapp", lister_id="old"),
+        event("s2", "impression_share", at(2), "L", "b", platform="whatsapp"),
+        event("s3", "listing_share", at(3), "L", "c", lister_id="new", lister_type="agent"),
+        event("l1", "lead_message", at(4), "L", "a", message_type="email"),
+        event("l2", "impression_website_visit", at(5), "L", "b"),
+    ]
+    store.run(write_jsonl(tmp_path / "b.jsonl", events))
+    (listing,) = store.rows("listings")
+    assert listing["share_breakdown"] == {"whatsapp": 2, "unknown": 1}
+    assert listing["leads_breakdown"] == {
+        "phone": 0,
+        "whatsapp": 0,
+        "direct_message": 0,
+        "email": 1,
+        "appointment": 0,
+        "website": 1,
+    }
+    assert (listing["lister_id"], listing["lister_type"]) == ("new", "agent")
+    assert (listing["email_leads"], listing["website_leads"], listing["total_leads"]) == (1, 1, 2)
+
+
+def test_long_windows_are_written_in_slices_each_committed(store, tmp_path):
+    events = [event(f"e{i}", "property_view", at(i * 600), "L", f"s{i}") for i in range(40)]
+    summary = store.run(write_jsonl(tmp_path / "long.jsonl", events), slice_events=7)
+    assert summary.slices == 6
+    (run,) = store.rows("cron_runs")
+    assert (run["slices_done"], run["slices_total"]) == (6, 6)
+    assert store.snapshot() == canonical(compute([tmp_path / "long.jsonl"]))
+
+
+def test_missing_path_is_a_clear_source_error(store, tmp_path):
+    with pytest.raises(SourceError, match="no such file or folder"):
+        store.run(tmp_path / "nope.jsonl")
+
+
+def test_unreadable_parquet_fails_the_run_and_writes_nothing(store, tmp_path):
+    bad = tmp_path / "export" / "bad.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PAR1 definitely not parquet")
+    with pytest.raises(RunFailed, match=r"bad\.parquet"):
+        store.run(bad.parent)
+    (run,) = store.rows("cron_runs")
+    assert run["status"] == "failed" and "bad.parquet" in run["error"]
+    assert store.count("source_files") == 0 and store.count("listing_analytics") == 0
+
+
+def test_edge_cases_agree_with_the_independent_reading(store, tmp_path):
+    lines = [
+        event("p1", "listing_view", at(1), "L", "s1", platform=["x"]),  # unused property: fine
+        event("p2", "$pageview", at(1), {"id": 1}, "s1"),  # no usable listing id: ignored
+        event("p3", "$pageview", at(1), "", "s1"),
+        event("p4", "lead", at(1), "L", "s1", lead_type="fax", appointment_type=5),
+        event("p5", "lead", at(1), "L", "s1", lead_type="appointment", appointment_type=5),
+        event("p6", "lead", at(1), "L", "s1", lead_type="message", message_type=""),
+        {**event("p7", "property_view", at(1), "L", "s1"), "timestamp": 1_746_093_600_000_000.7},
+        event("p8", "property_view", "2025-05-01 10:00 Europe/Paris", "L", "s1"),
+        event("p9", "property_view", "2025-05-01T12:00:00+02:00", "L", "s1"),
+        event("p10", "property_view", "2025-05-01T10:00:00", "L", "s1"),
+        event("p11", "listing_share", at(1), "L", "s1", platform=""),
+        "\t ",
+        event("p12", "lead_phone", at(1), 12345678901234, "s1", lister_id=7),
+    ]
+    path = write_jsonl(tmp_path / "edges.jsonl", lines)
+    summary = store.run(path)
+    expected = compute([path])
+    assert summary.rejected == expected.rejects
+    assert summary.events_read == expected.read == len(lines) - 1
+    assert store.snapshot() == canonical(expected)
