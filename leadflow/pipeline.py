@@ -14,13 +14,13 @@ from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.config import Settings
 from leadflow.errors import LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
-from leadflow.sources.files import ExportFile, check_readable, discover, raw_events_sql
+from leadflow.sources.files import ExportFile, discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
 from leadflow.store.lock import RunLock, heartbeat_statement
 from leadflow.store.schema import cron_runs, source_files, utcnow
@@ -212,10 +212,9 @@ class FileRun:
     def stage(self, ledger: _Ledger) -> None:
         """Read and classify the batch, pull in old events of touched hours, find duplicates."""
         batch_files = list(enumerate(ledger.batch))
-        check_readable(self.con, ledger.batch)
         self._sql(
             "CREATE TABLE batch AS "
-            + classify_sql(f"({raw_events_sql(self.con, batch_files)})", self.taxonomy)
+            + classify_sql(f"({raw_events_sql(batch_files)})", self.taxonomy)
         )
         resume = ", ".join(
             f"({fid}, TIMESTAMP '{ledger.resume_from[f.path]:%Y-%m-%d %H:%M:%S}')"
@@ -259,7 +258,7 @@ class FileRun:
         if context_files:
             self._sql(
                 "CREATE TABLE context AS SELECT * FROM ("
-                + classify_sql(f"({raw_events_sql(self.con, context_files)})", self.taxonomy)
+                + classify_sql(f"({raw_events_sql(context_files)})", self.taxonomy)
                 + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM touched_hours)"
             )
         else:
@@ -290,7 +289,7 @@ SELECT origin, row_id FROM (
             )
         self._sql(
             f"""
-CREATE TABLE events AS
+CREATE VIEW events AS
 SELECT * EXCLUDE (reject) FROM context
 WHERE rowid NOT IN (SELECT row_id FROM losers WHERE origin = 0){pair_filter}
 UNION ALL
@@ -330,6 +329,12 @@ WHERE reject IS NULL AND kind = 'lead' AND rowid NOT IN (SELECT row_id FROM lose
             "max(ts) FILTER (WHERE reject IS NULL) FROM batch GROUP BY file_id"
         ).fetchall()
         return {fid: (n, low, high) for fid, n, low, high in rows}
+
+    def touched_listings(self) -> int:
+        (count,) = self.con.execute("SELECT count(DISTINCT listing_id) FROM events").fetchone() or (
+            0,
+        )
+        return int(count)
 
     def histogram(self) -> list[tuple[datetime, int]]:
         return [
@@ -379,11 +384,14 @@ def run(
     taxonomy: Taxonomy = DEFAULT_TAXONOMY,
     progress: Progress | None = None,
     fault: Callable[[str], None] | None = None,
+    on_started: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """One cron run over the export files `source` names, into the store of `settings`.
 
     Raises RunLocked when another run holds the lock, SourceError/ConfigError before a run
     starts, and RunFailed (with the run's id, recorded in cron_runs) when a started run fails.
+    `on_started` is called with the run's id as soon as the run is recorded in cron_runs (the
+    HTTP service answers a trigger that does not wait with it).
     """
     started = time.perf_counter()
     engine = engine or create_store_engine(settings.database_url)
@@ -403,6 +411,8 @@ def run(
         lock.attach(run_id)
         summary = RunSummary(run_id=run_id, status="running", source=source)
         try:
+            if on_started is not None:
+                on_started(run_id)
             with (
                 tempfile.TemporaryDirectory(prefix="leadflow-run-") as workdir,
                 _engine_session(settings, workdir) as con,
@@ -446,6 +456,7 @@ def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> N
     summary.events_read, summary.rejected = work.counts()
     summary.events_accepted = summary.events_read - sum(summary.rejected.values())
     ranges = work.file_ranges()
+    summary.listings_updated = work.touched_listings()
     slices = plan_slices(work.histogram(), work.settings.slice_events, work.settings.slice_max_days)
     summary.slices = len(slices)
     if slices:
@@ -491,7 +502,7 @@ def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> N
                 work.fault("breakdown")
                 writer.add_seekers(seekers)
                 work.fault("seekers")
-                summary.listings_updated += writer.refresh_listings(listers)
+                writer.refresh_listings(listers)
                 work.fault("listings")
             conn.execute(
                 update(cron_runs)
@@ -528,12 +539,17 @@ def _write_ledger(
 ) -> None:
     """Record the batch's files and how far their hours are written, in the slice's transaction."""
     through_aware = _aware(through)
+    rows: list[dict[str, Any]] = []
     for fid, f in enumerate(batch):
         events, low, high = ranges.get(fid, (0, None, None))
         done = last or high is None or (through is not None and high < through)
-        values: dict[str, Any] = {"processed_through": through_aware, "done": done}
+        row: dict[str, Any] = {
+            "file_path": f.path,
+            "processed_through": through_aware,
+            "done": done,
+        }
         if first:
-            values |= {
+            row |= {
                 "size": f.size,
                 "mtime_ns": f.mtime_ns,
                 "format": f.format,
@@ -543,10 +559,25 @@ def _write_ledger(
                 "run_id": run_id,
                 "added_at": now,
             }
-            changed = conn.execute(
-                update(source_files).where(source_files.c.path == f.path).values(**values)
-            ).rowcount
-            if not changed:
-                conn.execute(insert(source_files).values(path=f.path, **values))
-        else:
-            conn.execute(update(source_files).where(source_files.c.path == f.path).values(**values))
+        rows.append(row)
+    if not rows:
+        return
+    if first:
+        # A file read before (changed since, or left unfinished by a crashed run) is replaced.
+        known = set(conn.execute(select(source_files.c.path)).scalars())
+        conn.execute(
+            delete(source_files).where(
+                source_files.c.path.in_([f.path for f in batch if f.path in known])
+            )
+        )
+        conn.execute(
+            insert(source_files),
+            [{"path": r.pop("file_path"), **r} for r in rows],
+        )
+    else:
+        conn.execute(
+            update(source_files)
+            .where(source_files.c.path == bindparam("file_path"))
+            .values(processed_through=bindparam("processed_through"), done=bindparam("done")),
+            rows,
+        )

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leadflow.errors import SourceError
 
@@ -90,30 +91,17 @@ _ID_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
 _MICROS_RANGE = "BETWEEN -62135596800000000 AND 253402300799999999"
 
 
-def _props_from_text(text: str) -> tuple[str, str]:
-    """(props, props_bad) for properties held as a JSON string."""
-    is_object = f"(json_valid({text}) AND json_type({text}) = 'OBJECT')"
-    return (
-        f"CASE WHEN json_valid({text}) THEN CASE WHEN json_type({text}) = 'OBJECT' "
-        f"THEN CAST({text} AS JSON) END END",
-        f"({text} IS NOT NULL AND NOT coalesce(CASE WHEN json_valid({text}) "
-        f"THEN {is_object} END, false))",
-    )
-
-
 def _jsonl_sql(files: Sequence[tuple[int, ExportFile]], compression: str) -> str:
     paths = _file_list(f.path for _, f in files)
     ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
-    props, props_bad = _props_from_text("(j[4] ->> '$')")
     return f"""
 SELECT file_id, doc IS NULL AS malformed,
     CASE WHEN json_type(j[1]) IN {_ID_TYPES} THEN j[1] ->> '$' END AS uuid,
     CASE WHEN json_type(j[2]) = 'VARCHAR' THEN j[2] ->> '$' END AS event,
     CASE WHEN json_type(j[3]) IN {_ID_TYPES} THEN j[3] ->> '$' END AS distinct_id,
-    CASE json_type(j[4]) WHEN 'OBJECT' THEN j[4] WHEN 'VARCHAR' THEN {props} END AS props,
-    CASE WHEN json_type(j[4]) IS NULL OR json_type(j[4]) IN ('NULL', 'OBJECT') THEN false
-         WHEN json_type(j[4]) = 'VARCHAR' THEN {props_bad}
-         ELSE true END AS props_bad,
+    CASE json_type(j[4]) WHEN 'OBJECT' THEN CAST(j[4] AS VARCHAR) WHEN 'VARCHAR' THEN j[4] ->> '$'
+    END AS props,
+    coalesce(json_type(j[4]) NOT IN ('NULL', 'OBJECT', 'VARCHAR'), false) AS props_bad,
     CASE WHEN json_type(j[5]) = 'VARCHAR' THEN {_iso_timestamp("(j[5] ->> '$')")}
          WHEN json_type(j[5]) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
               AND try_cast(j[5] ->> '$' AS DOUBLE) {_MICROS_RANGE}
@@ -173,13 +161,13 @@ def _parquet_sql(files: Sequence[tuple[int, ExportFile]], types: dict[str, str])
     ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
     props_type = types.get("properties")
     if props_type is None:
-        props, props_bad = "CAST(NULL AS JSON)", "false"
+        props, props_bad = "CAST(NULL AS VARCHAR)", "false"
     elif props_type.upper() in ("VARCHAR", "JSON", "BLOB"):
-        props, props_bad = _props_from_text('CAST("properties" AS VARCHAR)')
+        props, props_bad = 'CAST("properties" AS VARCHAR)', "false"
     elif props_type.upper().startswith(("STRUCT", "MAP")):
-        props, props_bad = 'to_json("properties")', "false"
+        props, props_bad = 'CAST(to_json("properties") AS VARCHAR)', "false"
     else:
-        props, props_bad = "CAST(NULL AS JSON)", '"properties" IS NOT NULL'
+        props, props_bad = "CAST(NULL AS VARCHAR)", '"properties" IS NOT NULL'
     event = (
         '"event"' if (types.get("event") or "").upper() == "VARCHAR" else "CAST(NULL AS VARCHAR)"
     )
@@ -196,26 +184,46 @@ JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = rows.filename
 """
 
 
-def _parquet_types(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, str]:
+def _duckdb_type(arrow_type: pa.DataType) -> str:
+    """The name of the DuckDB type a Parquet column of this Arrow type is read as."""
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_date(arrow_type):
+        return "DATE"
+    if pa.types.is_integer(arrow_type):
+        return "BIGINT"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "BLOB"
+    if pa.types.is_struct(arrow_type):
+        return "STRUCT"
+    if pa.types.is_map(arrow_type):
+        return "MAP"
+    return str(arrow_type).upper()
+
+
+def _parquet_types(path: str) -> dict[str, str]:
+    """The DuckDB types of the export columns of a Parquet file, from its footer."""
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(path)})").fetchall()
-    except duckdb.Error as exc:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"{path}: cannot read Parquet file: {_first_line(exc)}") from exc
     wanted = {"uuid", "event", "distinct_id", "properties", "timestamp"}
-    return {str(name): str(dtype) for name, dtype, *_ in rows if name in wanted}
+    return {f.name: _duckdb_type(f.type) for f in schema if f.name in wanted}
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def raw_events_sql(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, ExportFile]]) -> str:
+def raw_events_sql(files: Sequence[tuple[int, ExportFile]]) -> str:
     """A query giving the raw events (classify.RAW_COLUMNS) of `files` ((file_id, file) pairs)."""
     groups: dict[tuple[str, ...], list[tuple[int, ExportFile]]] = defaultdict(list)
     parquet_types: dict[tuple[str, ...], dict[str, str]] = {}
     for fid, f in files:
         if f.format == "parquet":
-            types = _parquet_types(con, f.path)
+            types = _parquet_types(f.path)
             key = ("parquet", *sorted(f"{k}:{v}" for k, v in types.items()))
             parquet_types[key] = types
         else:
@@ -231,16 +239,7 @@ def raw_events_sql(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, Ex
         return (
             "SELECT CAST(NULL AS INTEGER) AS file_id, false AS malformed, "
             "CAST(NULL AS VARCHAR) AS uuid, CAST(NULL AS VARCHAR) AS event, "
-            "CAST(NULL AS VARCHAR) AS distinct_id, CAST(NULL AS JSON) AS props, "
+            "CAST(NULL AS VARCHAR) AS distinct_id, CAST(NULL AS VARCHAR) AS props, "
             "false AS props_bad, CAST(NULL AS TIMESTAMP) AS ts WHERE false"
         )
     return "\nUNION ALL\n".join(f"({part})" for part in parts)
-
-
-def check_readable(con: duckdb.DuckDBPyConnection, files: Sequence[ExportFile]) -> None:
-    """Fail with one clear line per unreadable file before a run writes anything."""
-    for f in files:
-        if f.format == "parquet":
-            _parquet_types(con, f.path)
-        elif not os.access(f.path, os.R_OK):
-            raise SourceError(f"{f.path}: permission denied")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from leadflow.events import Kind, RejectReason, Taxonomy
 
 # file_id: where the row came from (orders duplicates); malformed: not a JSON object;
-# props: the properties object as JSON (NULL when absent); props_bad: properties unusable;
+# props: the properties as JSON text (NULL when absent; validated here); props_bad: properties
+# of a type that cannot hold an object (a number, a list);
 # ts: event time as a naive UTC TIMESTAMP, NULL when missing or unparseable.
 RAW_COLUMNS = ("file_id", "malformed", "uuid", "event", "distinct_id", "props", "props_bad", "ts")
 
@@ -48,32 +49,49 @@ def _in_list(values: tuple[str, ...] | list[str]) -> str:
 def classify_sql(raw: str, taxonomy: Taxonomy) -> str:
     """A SELECT over the relation `raw` (a table name or subquery) giving classified events."""
     t = taxonomy
-    props = [
-        t.listing_id,
-        t.seeker_id,
-        t.lister_id,
-        t.lister_type,
-        t.message_type,
-        t.appointment_type,
-        t.platform,
-        t.lead_type,
-        t.action,
-    ]
-    paths = "[" + ", ".join(_quote("$." + name) for name in props) + "]"
-    names = [
-        "listing",
-        "seeker",
-        "lister",
-        "lister_type",
-        "msg",
-        "appt",
-        "platform",
-        "lead_type",
-        "action",
-    ]
+    # Every listing event needs its ids; the other properties only some kinds read, so they are
+    # extracted (another parse of the properties) only for the events that use them.
+    common = {
+        "listing": t.listing_id,
+        "seeker": t.seeker_id,
+        "lister": t.lister_id,
+        "lister_type": t.lister_type,
+    }
+    lead_names = [*t.lead_events, *t.unified_lead_events]
+    rare = {
+        "msg": (t.message_type, lead_names),
+        "appt": (t.appointment_type, lead_names),
+        "lead_type": (t.lead_type, list(t.unified_lead_events)),
+        "platform": (t.platform, list(t.share_events)),
+        "action": (t.action, list(t.save_events)),
+    }
+    names = [*common, *rare]
+    paths = "[" + ", ".join(_quote("$." + prop) for prop in common.values()) + "]"
+    # A property's JSON text tells its type by its first character, which costs far less than
+    # parsing each fragment again; strings are unquoted (and unescaped only if they need it).
     typed = ",\n".join(
-        f"json_type(p[{i + 1}]) AS t_{name}, p[{i + 1}] ->> '$' AS v_{name}"
-        for i, name in enumerate(names)
+        f"""CASE WHEN f_{name} IS NULL THEN NULL
+            WHEN starts_with(f_{name}, '"') THEN 'VARCHAR'
+            WHEN starts_with(f_{name}, '{{') THEN 'OBJECT'
+            WHEN starts_with(f_{name}, '[') THEN 'ARRAY'
+            WHEN f_{name} IN ('true', 'false') THEN 'BOOLEAN'
+            WHEN f_{name} = 'null' THEN 'NULL'
+            WHEN regexp_full_match(f_{name}, '-?[0-9]+') THEN 'BIGINT'
+            ELSE 'DOUBLE'
+        END AS t_{name},
+        CASE WHEN NOT starts_with(f_{name}, '"') THEN f_{name}
+             WHEN contains(f_{name}, '\\') THEN CAST(f_{name} AS JSON) ->> '$'
+             ELSE f_{name}[2:-2]
+        END AS v_{name}"""
+        for name in names
+    )
+    fragments = ",\n".join(
+        [f"CAST(p[{i + 1}] AS VARCHAR) AS f_{name}" for i, name in enumerate(common)]
+        + [
+            f"CASE WHEN props_ok AND event IN {_in_list(events)} "
+            f"THEN CAST(json_extract(props, {_quote('$.' + prop)}) AS VARCHAR) END AS f_{name}"
+            for name, (prop, events) in rare.items()
+        ]
     )
 
     def has_id(name: str) -> str:
@@ -114,12 +132,20 @@ def classify_sql(raw: str, taxonomy: Taxonomy) -> str:
     )
     r = RejectReason
     return f"""
-WITH with_props AS (
-    SELECT *, json_extract(coalesce(props, '{{}}'::JSON), {paths}) AS p FROM {raw}
+WITH checked_props AS (
+    SELECT *, coalesce(json_valid(props) AND starts_with(ltrim(props), '{{'), false) AS props_ok
+    FROM {raw}
+), with_props AS (
+    SELECT *, CASE WHEN props_ok THEN json_extract(props, {paths}) END AS p FROM checked_props
+), fragments AS (
+    SELECT file_id, malformed, uuid, event, distinct_id, ts,
+        props_bad OR (props IS NOT NULL AND NOT props_ok) AS props_bad,
+{fragments}
+    FROM with_props
 ), typed AS (
     SELECT file_id, malformed, uuid, event, distinct_id, props_bad, ts,
 {typed}
-    FROM with_props
+    FROM fragments
 ), kinded AS (
     SELECT *,
         {kind_expr} AS kind,
