@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,24 +11,36 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from leadflow.errors import ConfigError, StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+URL_EXAMPLES = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+
+# Query parameters of a PostgreSQL URL that leadflow reads itself (the pool, the session); every
+# other parameter (sslmode, sslrootcert, connect_timeout, application_name, …) goes to libpq.
+POOL_OPTIONS = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 30, "pool_recycle": -1}
+SESSION_OPTIONS = ("statement_timeout",)
+DEFAULT_CONNECT_TIMEOUT = "10"
+_DURATION = re.compile(r"\d+\s*(us|ms|s|min|h|d)?")
+
 
 def create_store_engine(url: str) -> Engine:
-    """An engine for the store at `url`, with clear errors for a bad URL or a missing folder."""
+    """An engine for the store at `url`, with clear errors for a bad URL or a missing folder.
+
+    A PostgreSQL URL may carry pool and session settings as query parameters, next to libpq's
+    own (sslmode, connect_timeout, …): `pool_size`, `max_overflow`, `pool_timeout`,
+    `pool_recycle` (seconds) and `statement_timeout` (PostgreSQL units: `30s`, `5min`; bare
+    numbers are milliseconds). See docs/postgres.md.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(
-            f"bad database URL {url!r}: expected sqlite:///PATH or "
-            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
-        ) from exc
+        raise ConfigError(f"bad database URL {url!r}: expected {URL_EXAMPLES}") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
@@ -43,14 +56,12 @@ def create_store_engine(url: str) -> Engine:
             raise ConfigError(f"bad database URL {url!r}: {exc}") from exc
         _configure_sqlite(engine)
         return engine
-    if backend != "postgresql":
-        raise ConfigError(
-            f"unsupported database {backend!r} in {url!r}: leadflow stores into SQLite or PostgreSQL"
-        )
-    try:
-        return create_engine(parsed, pool_pre_ping=True)
-    except (NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise ConfigError(f"cannot use {url!r}: {exc}") from exc
+    if backend in ("postgresql", "postgres"):
+        return _postgres_engine(parsed)
+    raise ConfigError(
+        f"unsupported database {backend!r} in {parsed!r}: leadflow stores into SQLite or "
+        f"PostgreSQL ({URL_EXAMPLES})"
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -75,6 +86,108 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _postgres_engine(parsed: URL) -> Engine:
+    """PostgreSQL through psycopg 3, with the URL's pool and session settings applied."""
+    driver = parsed.drivername.partition("+")[2]
+    if driver not in ("", "psycopg"):
+        raise ConfigError(
+            f"unsupported PostgreSQL driver {driver!r} in {parsed!r}: leadflow uses psycopg 3, "
+            "write postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+        )
+    query = dict(parsed.query)
+    pool: dict[str, int] = {}
+    for name, default in POOL_OPTIONS.items():
+        value = query.pop(name, None)
+        pool[name] = default if value is None else _int_option(parsed, name, value)
+    if pool["pool_size"] + pool["max_overflow"] < 2:
+        raise ConfigError(
+            f"pool_size + max_overflow is {pool['pool_size'] + pool['max_overflow']} in the "
+            "database URL: a run holds two connections at once (its lock's and its work's)"
+        )
+    session: dict[str, str] = {}
+    for name in SESSION_OPTIONS:
+        value = query.pop(name, None)
+        if value is not None:
+            if not isinstance(value, str) or not _DURATION.fullmatch(value.strip()):
+                raise ConfigError(
+                    f"bad {name}={value!r} in the database URL: expected a duration such as "
+                    "30s, 5min or 30000 (milliseconds)"
+                )
+            session[name] = value.strip()
+    query.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    url = parsed.set(drivername="postgresql+psycopg", query=query)
+    try:
+        engine = create_engine(url, pool_pre_ping=True, **pool)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise ConfigError(
+            f"cannot use {parsed!r}: the PostgreSQL driver is missing "
+            "(pip install 'psycopg[binary]')"
+        ) from exc
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Session settings, committed so that the pool's rollback on check-in keeps them. UTC so
+        # that anything rendering or truncating times in SQL sees the stored instants as UTC.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+            for name, value in session.items():
+                cursor.execute(f"SET {name} = '{value}'")
+        dbapi_connection.commit()
+
+    return engine
+
+
+def _int_option(url: URL, name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -2
+    if number < (-1 if name == "pool_recycle" else 0) or (name == "pool_size" and number < 1):
+        raise ConfigError(f"bad {name}={value!r} in the database URL {url!r}: expected a count")
+    return number
+
+
+def describe_connect_error(engine: Engine, exc: DBAPIError) -> str:
+    """One line on why the store could not be reached, and what to check."""
+    url = engine.url
+    detail = " ".join(str(exc.orig).split())
+    if url.get_backend_name() != "postgresql":
+        return f"cannot open the database {url!r}: {detail}"
+    where = f"the PostgreSQL server at {url.host or 'localhost'}:{url.port or 5432}"
+    who = f"user {url.username!r}" if url.username else "the default user"
+    lowered = detail.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        advice = (
+            f"the server refused the credentials of {who}: check the user and password in the URL"
+        )
+    elif re.search(r'role ".*" does not exist', lowered):
+        advice = f"{who} does not exist on the server: check the user in the URL"
+    elif re.search(r'database ".*" does not exist', lowered):
+        advice = f"create the database first (createdb {url.database}) or fix its name in the URL"
+    elif "no pg_hba.conf entry" in lowered:
+        advice = (
+            "the server does not accept this client: check its pg_hba.conf and the URL's sslmode"
+        )
+    elif "ssl" in lowered:
+        advice = "check the URL's sslmode (and sslrootcert) against the server's SSL setup"
+    elif any(
+        needle in lowered
+        for needle in (
+            "refused",
+            "timeout",
+            "timed out",
+            "translate host",
+            "resolve",
+            "no route",
+            "unreachable",
+        )
+    ):
+        advice = "is the server running, and are the host and port right?"
+    else:
+        advice = "check the database URL"
+    return f"cannot connect to {where} (database {url.database!r}): {advice} ({detail})"
+
+
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -89,26 +202,44 @@ def head_revision() -> str:
     return head
 
 
+def revisions() -> list[str]:
+    """Every migration, oldest first."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 def current_revision(engine: Engine) -> str | None:
+    check_connection(engine)
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the migrations up to `revision` (`leadflow db upgrade`)."""
+    """Apply the migrations up to `revision` (`leadflow db upgrade`).
+
+    Safe to start from several processes at once: the migrations take a lock (an advisory lock
+    in PostgreSQL, the write lock in SQLite) and see what the others applied before them.
+    """
+    check_connection(engine)
     try:
         command.upgrade(alembic_config(engine), revision)
-    except OperationalError as exc:
-        raise StoreError(f"cannot migrate the database: {exc.orig}") from exc
+    except DBAPIError as exc:
+        detail = " ".join(str(exc.orig).split())
+        raise StoreError(f"cannot migrate the database: {detail}") from exc
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, turning a refused or failed connection into a StoreError that says why."""
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise StoreError(describe_connect_error(engine, exc)) from exc
 
 
 def ensure_schema(engine: Engine) -> None:
     """Create or upgrade the tables when the database is not at the newest migration."""
-    try:
-        current = current_revision(engine)
-    except OperationalError as exc:
-        raise StoreError(f"cannot open the database {engine.url!r}: {exc.orig}") from exc
-    if current != head_revision():
+    if current_revision(engine) != head_revision():
         upgrade(engine)
 
 
@@ -118,3 +249,7 @@ def sqlite_path(engine: Engine) -> str | None:
         return None
     database = engine.url.database or ""
     return os.path.abspath(database) if database and database != ":memory:" else None
+
+
+def is_postgres(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "postgresql"

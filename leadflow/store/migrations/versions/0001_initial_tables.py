@@ -5,9 +5,13 @@ Revises:
 Create Date: 2026-11-25
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from leadflow.errors import StoreError
 
 revision = "0001"
 down_revision = None
@@ -140,37 +144,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("listing_id", "kind", "seeker_id"),
         sqlite_with_rowid=False,
     )
-    op.create_table(
-        "listings",
-        sa.Column("listing_id", sa.String(length=128), nullable=False),
-        sa.Column("lister_id", sa.String(length=128), nullable=True),
-        sa.Column("lister_type", sa.String(length=32), nullable=True),
-        sa.Column("total_views", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("unique_views", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("total_impressions", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("total_shares", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("total_saves", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("total_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("phone_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("message_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("email_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("appointment_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("website_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("unique_leads", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("conversion_rate", sa.Float(), server_default="0", nullable=False),
-        sa.Column(
-            "share_breakdown",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column(
-            "leads_breakdown",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("analytics_updated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("listing_id"),
-    )
+    if sa.inspect(op.get_bind()).has_table("listings"):
+        _adopt_portal_listings()
+    else:
+        op.create_table(
+            "listings",
+            sa.Column("listing_id", sa.String(length=128), nullable=False),
+            sa.Column("lister_id", sa.String(length=128), nullable=True),
+            sa.Column("lister_type", sa.String(length=32), nullable=True),
+            *_listings_analytics_columns(),
+            sa.PrimaryKeyConstraint("listing_id"),
+        )
     op.create_table(
         "run_lock",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -205,12 +189,85 @@ def upgrade() -> None:
     op.create_index("ix_source_files_range", "source_files", ["min_ts", "max_ts"], unique=False)
 
 
+def _listings_analytics_columns() -> list[sa.Column[Any]]:
+    """leadflow's analytics columns of `listings` (DESIGN.md §3)."""
+    counters = [
+        "total_views",
+        "unique_views",
+        "total_impressions",
+        "total_shares",
+        "total_saves",
+        "total_leads",
+        "phone_leads",
+        "message_leads",
+        "email_leads",
+        "appointment_leads",
+        "website_leads",
+        "unique_leads",
+    ]
+    json_doc = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+    return [
+        *(
+            sa.Column(name, sa.BigInteger(), server_default="0", nullable=False)
+            for name in counters
+        ),
+        sa.Column("conversion_rate", sa.Float(), server_default="0", nullable=False),
+        sa.Column("share_breakdown", json_doc, nullable=True),
+        sa.Column("leads_breakdown", json_doc, nullable=True),
+        sa.Column("analytics_updated_at", sa.DateTime(timezone=True), nullable=True),
+    ]
+
+
+LEADFLOW_LISTINGS_COLUMNS = {"listing_id", "lister_id", "lister_type"} | {
+    column.name for column in _listings_analytics_columns()
+}
+
+
+def _adopt_portal_listings() -> None:
+    """The portal already has a `listings` table: add leadflow's analytics columns to it.
+
+    leadflow finds a portal's listing by the text column `listing_id` (the id its events carry);
+    it never inserts, deletes or renames anything else there (docs/postgres.md).
+    """
+    inspector = sa.inspect(op.get_bind())
+    columns = {column["name"]: column for column in inspector.get_columns("listings")}
+    key = columns.get("listing_id")
+    if key is None or not isinstance(key["type"], sa.String):
+        problem = (
+            "has no listing_id column"
+            if key is None
+            else f"has a listing_id column of type {key['type']}, not text"
+        )
+        raise StoreError(
+            f"the database already has a listings table, and it {problem}: leadflow finds a "
+            "listing by the id its events carry, as text. Add one, e.g. ALTER TABLE listings ADD "
+            "COLUMN listing_id text GENERATED ALWAYS AS (id::text) STORED (see docs/postgres.md), "
+            "then run leadflow db upgrade again"
+        )
+    for column in _listings_analytics_columns():
+        if column.name not in columns:
+            op.add_column("listings", column)
+    indexed: list[list[Any]] = [
+        *(list(index["column_names"]) for index in inspector.get_indexes("listings")),
+        *(list(unique["column_names"]) for unique in inspector.get_unique_constraints("listings")),
+        list(inspector.get_pk_constraint("listings").get("constrained_columns") or []),
+    ]
+    if not any(names[:1] == ["listing_id"] for names in indexed):
+        op.create_index("ix_listings_listing_id", "listings", ["listing_id"], unique=False)
+
+
+def _owns_listings() -> bool:
+    columns = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("listings")}
+    return columns <= LEADFLOW_LISTINGS_COLUMNS
+
+
 def downgrade() -> None:
     op.drop_index("ix_source_files_range", table_name="source_files")
 
     op.drop_table("source_files")
     op.drop_table("run_lock")
-    op.drop_table("listings")
+    if _owns_listings():
+        op.drop_table("listings")
     op.drop_table("listing_seekers")
     op.drop_table("listing_analytics_breakdown")
     op.drop_table("listing_analytics")
