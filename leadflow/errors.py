@@ -29,3 +29,11 @@ class RunFailed(LeadflowError):
     def __init__(self, run_id: int, message: str) -> None:
         super().__init__(f"run {run_id} failed: {message}")
         self.run_id = run_id
+
+
+class InvalidStatusMove(LeadflowError):
+    """A lead cannot move from its status to the one asked (see leadflow.status)."""
+
+
+class NotFound(LeadflowError):
+    """A lead group, listing, lister or run that does not exist (or that the caller may not see)."""

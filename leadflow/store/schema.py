@@ -143,6 +143,21 @@ listing_seekers = Table(
     sqlite_with_rowid=False,
 )
 
+# The distinct seekers who viewed a listing or contacted its lister in each UTC hour: the exact
+# structure behind unique counts over any range of hours (a day, a week, a month in any time
+# zone). Replaced along with its hour. Optional for readers: a store whose migrations predate it
+# has no such table, and then only hourly unique counts are known.
+listing_hour_seekers = Table(
+    "listing_hour_seekers",
+    metadata,
+    Column("listing_id", String(128), primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("hour", SmallInteger, primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("seeker_id", String(256), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
 LEADS_BREAKDOWN_KEYS: tuple[str, ...] = tuple(channel.name for channel in CHANNELS)
 
 listings = Table(
