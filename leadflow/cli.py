@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -85,20 +86,29 @@ def _settings(database: str | None) -> Settings:
         raise _fail(f"bad settings: {exc}".splitlines()[0]) from exc
 
 
-def _file_source(settings: Settings, source: str | None, path: str | None) -> str:
-    """The export path to read: `--source file PATH`, else LEADFLOW_SOURCE=file:PATH."""
-    if source not in (None, "file"):
-        if source == "posthog":
-            raise _fail("the PostHog source is not available yet: use --source file PATH")
+def _source(settings: Settings, source: str | None, path: str | None) -> str:
+    """What `leadflow run` reads: `--source posthog`, `--source file PATH` (or a bare PATH), else
+    LEADFLOW_SOURCE, else PostHog when its settings (POSTHOG_*) are present."""
+    if source not in (None, "file", pipeline.POSTHOG):
         raise _fail(f"unknown source {source!r}: expected 'file' (with a PATH) or 'posthog'")
+    if source == pipeline.POSTHOG:
+        if path:
+            raise _fail("--source posthog reads PostHog's Query API and takes no PATH")
+        return pipeline.POSTHOG
     if path:
         return path
     configured = settings.source or ""
-    if configured.startswith("file:"):
+    if source is None and configured == pipeline.POSTHOG:
+        return pipeline.POSTHOG
+    if configured.startswith("file:") and configured[len("file:") :]:
         return configured[len("file:") :]
+    has_posthog = settings.posthog_host and settings.posthog_project_id
+    if source is None and has_posthog and settings.posthog_personal_api_key:
+        return pipeline.POSTHOG
     raise _fail(
-        "no source given: run `leadflow run --source file PATH` "
-        "(PATH: an export file, folder or glob) or set LEADFLOW_SOURCE=file:PATH"
+        "no source given: run `leadflow run --source posthog` (with POSTHOG_HOST, "
+        "POSTHOG_PROJECT_ID and POSTHOG_PERSONAL_API_KEY set) or `leadflow run --source file PATH` "
+        "(PATH: an export file, folder or glob), or set LEADFLOW_SOURCE=posthog or file:PATH"
     )
 
 
@@ -112,7 +122,10 @@ def _print_summary(summary: pipeline.RunSummary) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("window", window)
-    table.add_row("files read", f"{summary.files_read:,}")
+    if summary.source == pipeline.POSTHOG:
+        table.add_row("requests to PostHog", f"{summary.requests:,}")
+    else:
+        table.add_row("files read", f"{summary.files_read:,}")
     table.add_row("events read", f"{summary.events_read:,}")
     table.add_row("accepted", f"{summary.events_accepted:,}")
     for reason, count in summary.rejected.items():
@@ -124,6 +137,10 @@ def _print_summary(summary: pipeline.RunSummary) -> None:
     rate = summary.events_read / summary.seconds if summary.seconds else 0
     table.add_row("seconds", f"{summary.seconds:.2f} ({rate:,.0f} events/s)")
     out.print(table)
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if summary.stopped:
+        err.print(f"note: {summary.stopped}", highlight=False)
 
 
 def _run(settings: Settings, path: str, as_json: bool) -> pipeline.RunSummary:
@@ -144,7 +161,11 @@ def _run(settings: Settings, path: str, as_json: bool) -> pipeline.RunSummary:
 @app.command()
 def run(
     source: Annotated[
-        str | None, typer.Option(help="Where events come from: 'file' (then PATH).")
+        str | None,
+        typer.Option(
+            help="Where events come from: 'posthog' (PostHog's Query API, POSTHOG_* settings) "
+            "or 'file' (then PATH). Default: LEADFLOW_SOURCE, else PostHog when configured."
+        ),
     ] = None,
     path: Annotated[
         str | None, typer.Argument(help="An export file, a folder of them, or a glob.")
@@ -156,7 +177,7 @@ def run(
 ) -> None:
     """Run the cron job once: read new events, write leads and listing analytics."""
     settings = _settings(database)
-    _run(settings, _file_source(settings, source, path), as_json)
+    _run(settings, _source(settings, source, path), as_json)
 
 
 @app.command()
@@ -167,11 +188,41 @@ def demo(
     database: Annotated[str | None, typer.Option(help="Store URL.")] = None,
     events: Annotated[int, typer.Option(help="How many events to generate.")] = 2_000_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo data.")] = 7,
+    posthog: Annotated[
+        bool,
+        typer.Option(
+            "--posthog",
+            help="Read the events through a local stand-in for PostHog's Query API (on "
+            "loopback), as `--source posthog` reads PostHog, instead of reading the files.",
+        ),
+    ] = False,
+    serve_dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Then serve the dashboard and print its link (Ctrl+C stops it).",
+        ),
+    ] = True,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address the dashboard binds (default: LEADFLOW_SERVE_HOST, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Port of the dashboard (default: LEADFLOW_SERVE_PORT, 8000)."
+        ),
+    ] = None,
 ) -> None:
-    """Generate a year of realistic demo events, run the pipeline on them, and report."""
+    """Generate a year of realistic demo events, run the pipeline on them, report, and serve
+    the dashboard over the result (`--no-serve` stops after the report)."""
     from leadflow.sources.demo import generate_export
 
     settings = _settings(database)
+    bind_host = host or settings.serve_host
+    bind_port = port or settings.serve_port
+    if serve_dashboard:
+        _check_port_free(bind_host, bind_port)
     if folder.exists() and any(folder.iterdir()):
         err.print(f"using the demo export already in {folder}/ (delete it for fresh data)")
     else:
@@ -187,8 +238,95 @@ def demo(
             f"({time.perf_counter() - started:.1f} s; {stats.late:,} late, "
             f"{stats.duplicates:,} duplicated, {stats.malformed:,} malformed)"
         )
-    summary = _run(settings, str(folder), as_json=False)
+    if posthog:
+        summary = _demo_posthog(settings, folder)
+    else:
+        summary = _run(settings, str(folder), as_json=False)
     _print_report(settings, summary)
+    if serve_dashboard:
+        _serve_demo(settings, bind_host, bind_port)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail now, before the demo's work, if the dashboard could not listen on host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _fail(
+                f"the dashboard cannot listen on {host}:{port} ({exc.strerror}): pass --port "
+                "with a free port, or --no-serve"
+            ) from exc
+
+
+def _serve_demo(settings: Settings, host: str, port: int) -> None:
+    """Serve the demo's store, printing links that open the dashboard signed in."""
+    import secrets
+    from datetime import timedelta
+
+    from leadflow.api.auth import mint_token
+    from leadflow.store.dashboard import lister_page
+
+    if not settings.jwt_secret:
+        settings = settings.model_copy(update={"jwt_secret": secrets.token_urlsafe(32)})
+        err.print(
+            "note: LEADFLOW_JWT_SECRET is not set, so the links below are signed with a one-off "
+            "secret and work while this server runs (set it to mint tokens: leadflow token)"
+        )
+    assert settings.jwt_secret is not None
+    engine = db.create_store_engine(settings.database_url)
+    with engine.connect() as conn:
+        busiest, _ = lister_page(conn, None, None, 1, 0)
+    engine.dispose()
+    ttl = timedelta(days=7)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown_host}:{port}"
+    admin = mint_token(settings.jwt_secret, "demo-admin", role="admin", ttl=ttl)
+    # Plain prints: a terminal must not wrap the links.
+    print(f"\nThe dashboard, signed in as an admin:\n  {base}/#token={admin}", flush=True)
+    if busiest:
+        lister = busiest[0]["lister_id"]
+        token = mint_token(settings.jwt_secret, f"demo-{lister}", lister_id=lister, ttl=ttl)
+        print(f"The dashboard as lister {lister} (sees only their own listings):")
+        print(f"  {base}/#token={token}")
+    print("Ctrl+C stops the server.", flush=True)
+    _serve(settings, host, port)
+
+
+def _demo_posthog(settings: Settings, folder: Path) -> pipeline.RunSummary:
+    """Serve the demo export from a local PostHog stand-in and run the PostHog source on it."""
+    try:
+        from leadflow.sources.local_posthog import LocalPostHog
+    except ImportError as exc:  # pragma: no cover - chdb is a dependency
+        raise _fail(f"the local PostHog needs chdb ({exc}): pip install chdb") from exc
+    started = time.perf_counter()
+    with LocalPostHog() as local:
+        loaded = local.load_export(folder)
+        err.print(
+            f"local PostHog at {local.url} holds {loaded:,} events "
+            f"({time.perf_counter() - started:.1f} s to load)",
+            highlight=False,
+        )
+        demo_settings = settings.model_copy(
+            update={
+                "posthog_host": local.url,
+                "posthog_project_id": str(local.project_id),
+                "posthog_personal_api_key": local.api_key,
+                # The stand-in has no rate limit and every event is already ingested.
+                "posthog_settle_seconds": 0,
+                "posthog_request_budget": 10_000,
+            }
+        )
+        summary = _run(demo_settings, pipeline.POSTHOG, as_json=False)
+        sent = sum(r.bytes_out for r in local.requests)
+        err.print(
+            f"read through {len(local.requests):,} Query API requests, "
+            f"{sent / 1e6:,.1f} MB of answers",
+            highlight=False,
+        )
+    return summary
 
 
 def _print_report(settings: Settings, summary: pipeline.RunSummary) -> None:
@@ -203,13 +341,15 @@ def _print_report(settings: Settings, summary: pipeline.RunSummary) -> None:
                 "listing",
                 "lister",
                 "views",
-                "unique views",
+                "uniq views",
                 "leads",
-                "unique leads",
-                "conversion",
+                "uniq leads",
+                "conv %",
             ):
                 table.add_column(
-                    column, justify="left" if column in ("listing", "lister") else "right"
+                    column,
+                    justify="left" if column in ("listing", "lister") else "right",
+                    no_wrap=True,
                 )
             for row in reads.top_listings(conn, by=by, limit=5):
                 table.add_row(
@@ -219,7 +359,7 @@ def _print_report(settings: Settings, summary: pipeline.RunSummary) -> None:
                     f"{row['unique_views']:,}",
                     f"{row['total_leads']:,}",
                     f"{row['unique_leads']:,}",
-                    f"{row['conversion_rate']:.2f} %",
+                    f"{row['conversion_rate']:.2f}",
                 )
             out.print(table)
         scores = Table(title=f"Lead score distribution ({reads.lead_group_count(conn):,} leads)")
@@ -251,6 +391,84 @@ def db_upgrade(
     except LeadflowError as exc:
         raise _fail(str(exc)) from exc
     out.print(f"database at migration {current}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: LEADFLOW_SERVE_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port (default: LEADFLOW_SERVE_PORT, 8000)."),
+    ] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Store URL (default: LEADFLOW_DATABASE_URL).")
+    ] = None,
+) -> None:
+    """Start the HTTP service: the dashboard at `/`, the cron endpoint, lead management and
+    analytics APIs."""
+    settings = _settings(database)
+    _serve(settings, host or settings.serve_host, port or settings.serve_port)
+
+
+def _serve(settings: Settings, bind_host: str, bind_port: int) -> None:
+    """Run the HTTP service (and the dashboard at `/`) until interrupted."""
+    import uvicorn
+
+    from leadflow.api import create_app
+
+    try:
+        service = create_app(settings)
+    except LeadflowError as exc:
+        raise _fail(str(exc)) from exc
+    if not settings.cron_secret:
+        err.print("note: LEADFLOW_CRON_SECRET is not set, so the cron endpoint refuses to run")
+    if not (settings.jwt_secret or settings.jwt_jwks_url):
+        err.print(
+            "note: neither LEADFLOW_JWT_SECRET nor LEADFLOW_JWT_JWKS_URL is set, "
+            "so the lead and analytics endpoints refuse every token"
+        )
+    err.print(
+        f"leadflow serving {settings.database_url} at http://{bind_host}:{bind_port} "
+        f"(API documentation at http://{bind_host}:{bind_port}/docs)",
+        highlight=False,
+    )
+    uvicorn.run(service, host=bind_host, port=bind_port, log_level="info")
+
+
+@app.command()
+def token(
+    lister: Annotated[
+        str | None, typer.Option(help="The lister the token names (claim lister_id).")
+    ] = None,
+    role: Annotated[str, typer.Option(help="'lister' or 'admin'.")] = "lister",
+    sub: Annotated[
+        str | None, typer.Option(help="The user (claim sub; default: dev-<lister> or dev-admin).")
+    ] = None,
+    hours: Annotated[float, typer.Option(min=0.01, help="Hours until the token expires.")] = 24.0,
+) -> None:
+    """Print a development user token (JWT, HS256, signed with LEADFLOW_JWT_SECRET)."""
+    from datetime import timedelta
+
+    from leadflow.api.auth import mint_token
+
+    settings = _settings(None)
+    if not settings.jwt_secret:
+        raise _fail("LEADFLOW_JWT_SECRET is not set: set it to the secret the service checks")
+    if role not in ("lister", "admin"):
+        raise _fail(f"unknown role {role!r}: expected 'lister' or 'admin'")
+    if role == "lister" and not lister:
+        raise _fail("a lister's token names its lister: add --lister LISTER_ID")
+    subject = sub or f"dev-{lister if role == 'lister' else 'admin'}"
+    minted = mint_token(
+        settings.jwt_secret,
+        subject,
+        role="admin" if role == "admin" else "lister",
+        lister_id=lister,
+        ttl=timedelta(hours=hours),
+    )
+    print(minted)
 
 
 def main(argv: list[str] | None = None) -> Any:

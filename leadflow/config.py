@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,8 +41,85 @@ class Settings(BaseSettings):
         ge=1,
         description="A run lock not refreshed for this long is taken over by the next run.",
     )
-    cron_secret: str | None = None
-    jwt_secret: str | None = None
+    cron_secret: str | None = Field(
+        default=None,
+        description="Bearer secret of the cron endpoint; without it the endpoint refuses to run.",
+    )
+    jwt_secret: str | None = Field(
+        default=None, description="HS256 secret of the portal's user tokens (JWT)."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None,
+        description="URL of the portal's JWKS, for user tokens signed with a public key (RS256…).",
+    )
+    serve_host: str = Field(default="127.0.0.1", description="Address `leadflow serve` binds.")
+    serve_port: int = Field(
+        default=8000, ge=1, le=65535, description="Port `leadflow serve` listens on."
+    )
+
+    # The PostHog source (docs/posthog.md).
+    posthog_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("POSTHOG_HOST", "posthog_host"),
+        description="PostHog's address: https://us.posthog.com, https://eu.posthog.com or yours.",
+    )
+    posthog_project_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("POSTHOG_PROJECT_ID", "posthog_project_id"),
+        description="The PostHog project's id (Project settings → Project ID).",
+    )
+    posthog_personal_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("POSTHOG_PERSONAL_API_KEY", "posthog_personal_api_key"),
+        description="A personal API key (phx_…) or project secret key with the query:read scope.",
+    )
+    posthog_overlap_minutes: int = Field(
+        default=60,
+        ge=0,
+        description="Each run reads again this much ingestion time before the watermark.",
+    )
+    posthog_settle_seconds: int = Field(
+        default=120,
+        ge=0,
+        description="A run reads events ingested up to this long before it starts.",
+    )
+    posthog_backfill_days: int = Field(
+        default=365, ge=1, description="How far back the first run reads (ingestion time)."
+    )
+    posthog_lateness_days: int = Field(
+        default=7,
+        ge=0,
+        description="How far an event's time may lie before its ingestion and still be read.",
+    )
+    posthog_slice_events: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="A PostHog run commits its work in slices of about this many events.",
+    )
+    posthog_page_rows: int = Field(
+        default=50_000, ge=1, le=50_000, description="Rows per page (PostHog's cap: 50,000)."
+    )
+    posthog_time_budget_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A run stops cleanly (after its last committed slice) past this long.",
+    )
+    posthog_request_budget: int = Field(
+        default=100,
+        ge=1,
+        description="Requests to PostHog per run at most (projects may have 120 queries/hour).",
+    )
+    posthog_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Read timeout of a query (PostHog: up to 30 s queued, 10 s executing).",
+    )
+    posthog_max_retries: int = Field(
+        default=6, ge=0, description="Retries of a failed request (5xx, timeout, dropped)."
+    )
+    posthog_backoff_seconds: float = Field(
+        default=1.0, ge=0, description="First retry's wait; doubled each retry, with jitter."
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

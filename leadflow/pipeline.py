@@ -14,12 +14,13 @@ from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.config import Settings
 from leadflow.errors import LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
+from leadflow.sources import posthog
 from leadflow.sources.files import ExportFile, discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
 from leadflow.store.lock import RunLock, heartbeat_statement
@@ -35,6 +36,7 @@ from leadflow.transform.metrics import (
 )
 
 HOUR = timedelta(hours=1)
+POSTHOG = "posthog"  # the source name of runs that read PostHog's Query API
 
 # The write steps of a slice, in order; a fault injected at any of them must leave no trace.
 WRITE_STEPS = ("leads", "ledger", "analytics", "breakdown", "seekers", "listings", "run_record")
@@ -69,6 +71,11 @@ class RunSummary:
     slices: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    # The PostHog source: requests made, why a run stopped before its window's end (the next run
+    # continues from its last committed slice), and anything PostHog did that needs a look.
+    requests: int = 0
+    stopped: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -386,7 +393,8 @@ def run(
     fault: Callable[[str], None] | None = None,
     on_started: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """One cron run over the export files `source` names, into the store of `settings`.
+    """One cron run over `source`, into the store of `settings`: `"posthog"` reads PostHog's
+    Query API (settings.posthog_*); anything else names export files (a file, folder or glob).
 
     Raises RunLocked when another run holds the lock, SourceError/ConfigError before a run
     starts, and RunFailed (with the run's id, recorded in cron_runs) when a started run fails.
@@ -396,9 +404,16 @@ def run(
     started = time.perf_counter()
     engine = engine or create_store_engine(settings.database_url)
     ensure_schema(engine)
-    files = discover(source)
+    from_posthog = source == POSTHOG
+    files = [] if from_posthog else discover(source)
+    client = posthog.client_from_settings(settings) if from_posthog else None
     lock = RunLock(engine, timedelta(seconds=settings.lock_timeout_seconds))
-    lock.acquire()
+    try:
+        lock.acquire()
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
     try:
         with engine.begin() as conn:
             run_id = int(
@@ -417,11 +432,12 @@ def run(
                 tempfile.TemporaryDirectory(prefix="leadflow-run-") as workdir,
                 _engine_session(settings, workdir) as con,
             ):
-                _run_files(
-                    FileRun(con, engine, settings, taxonomy, run_id, lock, progress, fault),
-                    files,
-                    summary,
-                )
+                work = FileRun(con, engine, settings, taxonomy, run_id, lock, progress, fault)
+                if client is not None:
+                    client.deadline = time.monotonic() + settings.posthog_time_budget_seconds
+                    _run_posthog(work, client, summary)
+                else:
+                    _run_files(work, files, summary)
         except Exception as exc:
             message = str(exc) if isinstance(exc, LeadflowError) else f"{type(exc).__name__}: {exc}"
             with engine.begin() as conn:
@@ -437,11 +453,60 @@ def run(
             conn.execute(
                 update(cron_runs)
                 .where(cron_runs.c.id == run_id)
-                .values(status="succeeded", finished_at=utcnow())
+                .values(status="succeeded", finished_at=utcnow(), error=summary.stopped)
             )
         return summary
     finally:
+        if client is not None:
+            client.close()
         lock.release()
+
+
+@dataclass
+class SliceWrite:
+    """One slice's rows and how its transaction records the slice's source progress."""
+
+    metrics: pa.Table | None  # None: a slice with no hours to write (the cursor still moves)
+    breakdown: pa.Table | None
+    seekers: pa.Table | None
+    listers: pa.Table | None
+    # Inserts the slice's new leads (after deduplicating them against the store).
+    leads: Callable[[SliceWriter], None] | None
+    # Records how far the source is read (the file ledger, or the PostHog cursor).
+    progress: Callable[[Connection], None]
+    # The run's cron_runs values once this slice is written.
+    run_values: Callable[[], dict[str, Any]]
+
+
+def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
+    """Write one slice in one transaction, calling the fault hook after each WRITE_STEPS step."""
+    now = utcnow()
+    with (
+        work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+        conn.begin(),
+    ):
+        writer = SliceWriter(conn, now)
+        if piece.leads is not None:
+            piece.leads(writer)
+            work.fault("leads")
+        piece.progress(conn)
+        work.fault("ledger")
+        if piece.metrics is not None:
+            assert piece.breakdown is not None and piece.seekers is not None
+            assert piece.listers is not None
+            summary.hours_written += writer.upsert_analytics(piece.metrics)
+            work.fault("analytics")
+            writer.replace_breakdown(piece.metrics, piece.breakdown)
+            work.fault("breakdown")
+            writer.add_seekers(piece.seekers)
+            work.fault("seekers")
+            writer.refresh_listings(piece.listers)
+            work.fault("listings")
+        conn.execute(
+            update(cron_runs).where(cron_runs.c.id == summary.run_id).values(**piece.run_values())
+        )
+        conn.execute(heartbeat_statement(work.lock.holder, now))
+        work.fault("run_record")
 
 
 def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> None:
@@ -467,8 +532,8 @@ def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> N
         work.progress.planned(sum(s.events for s in slices), len(slices))
 
     for index, piece in enumerate(slices or [None]):
-        now = utcnow()
         clock = time.perf_counter()
+        metrics = breakdown = seekers = listers = None
         if piece is not None:
             where = (
                 f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
@@ -480,51 +545,264 @@ def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> N
             listers = work.arrow(listing_listers_sql(where))
         timings["aggregate"] = timings.get("aggregate", 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
-        with (
-            work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-            conn.begin(),
-        ):
-            writer = SliceWriter(conn, now)
-            if index == 0:
-                records, actions = work.lead_records(writer)
-                summary.leads_inserted = writer.insert_leads(records, actions, summary.run_id)
-                work.fault("leads")
-            last = index == len(slices) - 1 or piece is None
-            through = piece.end if piece is not None else None
+
+        def insert_leads(writer: SliceWriter) -> None:
+            records, actions = work.lead_records(writer)
+            summary.leads_inserted = writer.insert_leads(records, actions, summary.run_id)
+
+        last = index == len(slices) - 1 or piece is None
+        through = piece.end if piece is not None else None
+        first = index == 0
+        slices_done = index + 1 if piece is not None else 0
+
+        def record_ledger(
+            conn: Connection,
+            through: datetime | None = through,
+            last: bool = last,
+            first: bool = first,
+        ) -> None:
             _write_ledger(
-                conn, ledger.batch, ranges, through, last, summary.run_id, now, first=index == 0
+                conn, ledger.batch, ranges, through, last, summary.run_id, utcnow(), first=first
             )
-            work.fault("ledger")
-            if piece is not None:
-                summary.hours_written += writer.upsert_analytics(metrics)
-                work.fault("analytics")
-                writer.replace_breakdown(metrics, breakdown)
-                work.fault("breakdown")
-                writer.add_seekers(seekers)
-                work.fault("seekers")
-                writer.refresh_listings(listers)
-                work.fault("listings")
-            conn.execute(
-                update(cron_runs)
-                .where(cron_runs.c.id == summary.run_id)
-                .values(
-                    window_start=summary.window_start,
-                    window_end=summary.window_end,
-                    events_read=summary.events_read,
-                    events_accepted=summary.events_accepted,
-                    rejects=summary.rejected,
-                    leads_inserted=summary.leads_inserted,
-                    analytics_rows_written=summary.hours_written,
-                    listings_updated=summary.listings_updated,
-                    slices_done=index + 1 if piece is not None else 0,
-                    slices_total=len(slices),
-                )
-            )
-            conn.execute(heartbeat_statement(work.lock.holder, now))
-            work.fault("run_record")
+
+        def run_values(slices_done: int = slices_done) -> dict[str, Any]:
+            return {
+                "window_start": summary.window_start,
+                "window_end": summary.window_end,
+                "events_read": summary.events_read,
+                "events_accepted": summary.events_accepted,
+                "rejects": summary.rejected,
+                "leads_inserted": summary.leads_inserted,
+                "analytics_rows_written": summary.hours_written,
+                "listings_updated": summary.listings_updated,
+                "slices_done": slices_done,
+                "slices_total": len(slices),
+            }
+
+        _write_slice(
+            work,
+            summary,
+            SliceWrite(
+                metrics,
+                breakdown,
+                seekers,
+                listers,
+                leads=insert_leads if first else None,
+                progress=record_ledger,
+                run_values=run_values,
+            ),
+        )
         timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
         if work.progress and piece is not None:
             work.progress.advanced(piece.events)
+
+
+def posthog_watermark(conn: Connection) -> datetime | None:
+    """How far PostHog's events are read: the greatest ingestion time a committed slice reached
+    (each committed slice of a `posthog` run sets its run's window_end, in its transaction)."""
+    value = conn.execute(
+        select(func.max(cron_runs.c.window_end)).where(
+            cron_runs.c.source == POSTHOG, cron_runs.c.window_end.is_not(None)
+        )
+    ).scalar_one_or_none()
+    return _aware(value)
+
+
+def _run_posthog(work: FileRun, client: posthog.QueryClient, summary: RunSummary) -> None:
+    """Read PostHog from the watermark (less the overlap) to now less the settle delay, slice by
+    slice of ingestion time, each slice committed with the cursor it reaches."""
+    settings = work.settings
+    timings = summary.timings
+    clock = time.perf_counter()
+    now = posthog.utc_now()
+    with work.engine.connect() as conn:
+        watermark = posthog_watermark(conn)
+    window_end = now - timedelta(seconds=settings.posthog_settle_seconds)
+    if watermark is None:
+        counted_from = window_start = now - timedelta(days=settings.posthog_backfill_days)
+    else:
+        counted_from = watermark
+        window_start = watermark - timedelta(minutes=settings.posthog_overlap_minutes)
+    counted_from = min(counted_from, window_end)
+    window_start = min(window_start, window_end)
+    summary.window_start = window_start
+    reader = posthog.PostHogReader(
+        client,
+        work.taxonomy,
+        page_rows=settings.posthog_page_rows,
+        lateness=timedelta(days=settings.posthog_lateness_days),
+    )
+    if work.progress:
+        work.progress.reading(0)
+    try:
+        census = reader.census(window_start, window_end, counted_from)
+    except posthog.OutOfBudget as stop:
+        summary.stopped = f"stopped before reading anything: {stop}; the next run starts here"
+        _note_client(summary, client)
+        return
+    slices = reader.plan(
+        census, window_start, window_end, settings.posthog_slice_events, settings.slice_max_days
+    )
+    summary.slices = len(slices)
+    timings["read"] = time.perf_counter() - clock
+    if work.progress:
+        work.progress.planned(sum(s.accepted for s in slices), len(slices))
+    leads = _PostHogLeads(work, counted_from)
+    touched: set[str] = set()
+    for index, piece in enumerate(slices):
+        clock = time.perf_counter()
+        try:
+            rows = reader.rollups(piece.hours)
+            raw_leads = reader.lead_events(piece.created_from, piece.created_to, counted_from)
+        except posthog.OutOfBudget as stop:
+            summary.stopped = (
+                f"stopped after {index} of {len(slices)} slices: {stop}; the next run continues "
+                f"from {summary.window_end or window_start:%Y-%m-%d %H:%M:%S} UTC"
+            )
+            break
+        timings["read"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        leads.stage(raw_leads)
+        timings["aggregate"] = timings.get("aggregate", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+        touched.update(rows.listers.column("listing_id").to_pylist())
+        counts_before = (summary.events_read, dict(summary.rejected))
+        summary.events_read += piece.read
+        for reason, n in piece.rejected.items():
+            summary.rejected[reason] = summary.rejected.get(reason, 0) + n
+
+        def insert_leads(writer: SliceWriter) -> None:
+            read, rejected, records, actions = leads.records(writer)
+            summary.events_read += read
+            for reason, n in rejected.items():
+                summary.rejected[reason] = summary.rejected.get(reason, 0) + n
+            summary.leads_inserted += writer.insert_leads(records, actions, summary.run_id)
+
+        reached = piece.created_to
+        slices_done = index + 1
+
+        def record_cursor(conn: Connection, reached: datetime = reached) -> None:
+            conn.execute(
+                update(cron_runs)
+                .where(cron_runs.c.id == summary.run_id)
+                .values(window_start=window_start, window_end=reached)
+            )
+
+        def run_values(slices_done: int = slices_done) -> dict[str, Any]:
+            summary.rejected = dict(sorted(summary.rejected.items()))
+            summary.events_accepted = summary.events_read - sum(summary.rejected.values())
+            summary.listings_updated = len(touched)
+            return {
+                "events_read": summary.events_read,
+                "events_accepted": summary.events_accepted,
+                "rejects": summary.rejected,
+                "leads_inserted": summary.leads_inserted,
+                "analytics_rows_written": summary.hours_written,
+                "listings_updated": summary.listings_updated,
+                "slices_done": slices_done,
+                "slices_total": len(slices),
+            }
+
+        try:
+            _write_slice(
+                work,
+                summary,
+                SliceWrite(
+                    rows.metrics if piece.hours else None,
+                    rows.breakdown,
+                    rows.seekers,
+                    rows.listers,
+                    leads=insert_leads,
+                    progress=record_cursor,
+                    run_values=run_values,
+                ),
+            )
+        except BaseException:
+            summary.events_read, summary.rejected = counts_before
+            raise
+        summary.window_end = reached
+        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
+        if work.progress:
+            work.progress.advanced(piece.accepted)
+    _note_client(summary, client)
+
+
+def _note_client(summary: RunSummary, client: posthog.QueryClient) -> None:
+    stats = client.stats
+    summary.requests = stats.requests
+    summary.warnings.extend(client.warnings)
+
+
+class _PostHogLeads:
+    """A slice's raw lead events (one row per uuid: its first copy, and how many copies to
+    count), classified locally by the same classifier PostHog's signals go through, and
+    deduplicated against the store."""
+
+    def __init__(self, work: FileRun, counted_from: datetime) -> None:
+        self.work = work
+        self.counted_from = _naive(counted_from)
+
+    def stage(self, raw: pa.Table) -> None:
+        con = self.work.con
+        con.register("posthog_lead_events", raw)
+        try:
+            con.execute(
+                "CREATE OR REPLACE TABLE lead_batch AS "
+                + classify_sql(
+                    """(SELECT 0 AS file_id, false AS malformed, uuid, event, distinct_id,
+                        properties AS props, false AS props_bad,
+                        CAST("timestamp" AS TIMESTAMP) AS ts,
+                        CAST(created_at AS TIMESTAMP) AS created_at, counted_copies
+                    FROM posthog_lead_events)""",
+                    self.work.taxonomy,
+                    carry=("created_at", "counted_copies"),
+                )
+            )
+        finally:
+            con.unregister("posthog_lead_events")
+
+    def records(self, writer: SliceWriter) -> tuple[int, dict[str, int], pa.Table, pa.Table]:
+        """(events read, rejects by reason, lead records, their actions) of the staged events.
+
+        Copies ingested before the watermark (the overlap) are read again but not counted; of
+        an accepted event's counted copies, all but its first are duplicates, and all are when
+        the store already has the event."""
+        con = self.work.con
+        since = f"TIMESTAMP '{self.counted_from:%Y-%m-%d %H:%M:%S.%f}'"
+        uuids = [
+            row[0]
+            for row in con.execute("SELECT uuid FROM lead_batch WHERE reject IS NULL").fetchall()
+        ]
+        known = writer.known_lead_events(uuids)
+        con.execute("CREATE OR REPLACE TEMP TABLE known_leads (uuid VARCHAR)")
+        if known:
+            con.executemany("INSERT INTO known_leads VALUES (?)", [(u,) for u in known])
+        rejected: dict[str, int] = {}
+        read = 0
+        for reason, copies, new_firsts in con.execute(
+            f"""
+SELECT reject, sum(counted_copies),
+       count(*) FILTER (WHERE created_at >= {since}
+                        AND uuid NOT IN (SELECT uuid FROM known_leads))
+FROM lead_batch GROUP BY reject
+"""
+        ).fetchall():
+            copies = int(copies or 0)
+            read += copies
+            if reason is not None:
+                if copies:
+                    rejected[reason] = copies
+                continue
+            duplicates = copies - int(new_firsts or 0)
+            if duplicates:
+                rejected[RejectReason.DUPLICATE.value] = duplicates
+        fresh = (
+            "(SELECT * EXCLUDE (created_at, counted_copies) FROM lead_batch "
+            "WHERE reject IS NULL AND uuid NOT IN (SELECT uuid FROM known_leads))"
+        )
+        records = self.work.arrow(lead_records_sql(fresh, self.work.taxonomy))
+        actions = self.work.arrow(f"SELECT uuid, listing_id, seeker_id FROM {fresh}")
+        return read, rejected, records, actions
 
 
 def _write_ledger(

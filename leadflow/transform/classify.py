@@ -5,11 +5,17 @@ Its input is a relation of *raw events* with the columns of `RAW_COLUMNS`, whate
 event's kind and lead channel, the ids it is about, its UTC time and hour, and `reject`: NULL for
 an accepted event, else the first `RejectReason` that applies (docs/events.md). Duplicates are
 found later, across sources and runs, by `dedup`.
+
+One definition, two dialects (`transform.dialect`): DuckDB for export files, HogQL for the
+PostHog source, which classifies listing signals where the events live.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from leadflow.events import Kind, RejectReason, Taxonomy
+from leadflow.transform.dialect import DUCKDB, Dialect
 
 # file_id: where the row came from (orders duplicates); malformed: not a JSON object;
 # props: the properties as JSON text (NULL when absent; validated here); props_bad: properties
@@ -35,22 +41,23 @@ CLASSIFIED_COLUMNS = (
     "reject",
 )
 
-_ID_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
 
+def classify_sql(
+    raw: str,
+    taxonomy: Taxonomy,
+    dialect: Dialect = DUCKDB,
+    carry: Sequence[str] = (),
+) -> str:
+    """A SELECT over the relation `raw` (a table name or subquery) giving classified events.
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _in_list(values: tuple[str, ...] | list[str]) -> str:
-    return "(" + ", ".join(_quote(v) for v in values) + ")" if values else "(NULL)"
-
-
-def classify_sql(raw: str, taxonomy: Taxonomy) -> str:
-    """A SELECT over the relation `raw` (a table name or subquery) giving classified events."""
+    `carry` names further columns of `raw` passed through to the output unchanged (the PostHog
+    source carries the ingestion time).
+    """
     t = taxonomy
+    d = dialect
+    q = d.quote
     # Every listing event needs its ids; the other properties only some kinds read, so they are
-    # extracted (another parse of the properties) only for the events that use them.
+    # extracted only for the events that use them.
     common = {
         "listing": t.listing_id,
         "seeker": t.seeker_id,
@@ -66,100 +73,125 @@ def classify_sql(raw: str, taxonomy: Taxonomy) -> str:
         "action": (t.action, list(t.save_events)),
     }
     names = [*common, *rare]
-    paths = "[" + ", ".join(_quote("$." + prop) for prop in common.values()) + "]"
-    # A property's JSON text tells its type by its first character, which costs far less than
-    # parsing each fragment again; strings are unquoted (and unescaped only if they need it).
-    typed = ",\n".join(
-        f"""CASE WHEN f_{name} IS NULL THEN NULL
-            WHEN starts_with(f_{name}, '"') THEN 'VARCHAR'
-            WHEN starts_with(f_{name}, '{{') THEN 'OBJECT'
-            WHEN starts_with(f_{name}, '[') THEN 'ARRAY'
-            WHEN f_{name} IN ('true', 'false') THEN 'BOOLEAN'
-            WHEN f_{name} = 'null' THEN 'NULL'
-            WHEN regexp_full_match(f_{name}, '-?[0-9]+') THEN 'BIGINT'
-            ELSE 'DOUBLE'
-        END AS t_{name},
-        CASE WHEN NOT starts_with(f_{name}, '"') THEN f_{name}
-             WHEN contains(f_{name}, '\\') THEN CAST(f_{name} AS JSON) ->> '$'
-             ELSE f_{name}[2:-2]
-        END AS v_{name}"""
+    extra = "".join(f", {column}" for column in carry)
+
+    fragment_columns: list[str] = []
+    for i, (name, prop) in enumerate(common.items()):
+        index = i if d.batch_extract else None
+        fragment = d.fragment("props", prop, index)
+        if not d.batch_extract:
+            fragment = f"CASE WHEN props_ok THEN {fragment} END"
+        fragment_columns.append(f"{fragment} AS f_{name}")
+        kind_of = d.fragment_type("props", prop)
+        if kind_of is not None:
+            fragment_columns.append(f"CASE WHEN props_ok THEN {kind_of} END AS j_{name}")
+    for name, (prop, events) in rare.items():
+        guard = f"props_ok AND event IN {d.in_list(events)}"
+        fragment_columns.append(
+            f"CASE WHEN {guard} THEN {d.fragment('props', prop, None)} END AS f_{name}"
+        )
+        kind_of = d.fragment_type("props", prop)
+        if kind_of is not None:
+            fragment_columns.append(f"CASE WHEN {guard} THEN {kind_of} END AS j_{name}")
+    fragments = ",\n        ".join(fragment_columns)
+    typed = ",\n        ".join(
+        f"{d.json_type(f'f_{name}', f'j_{name}')} AS t_{name},\n        "
+        f"{d.json_value(f'f_{name}')} AS v_{name}"
         for name in names
     )
-    fragments = ",\n".join(
-        [f"CAST(p[{i + 1}] AS VARCHAR) AS f_{name}" for i, name in enumerate(common)]
-        + [
-            f"CASE WHEN props_ok AND event IN {_in_list(events)} "
-            f"THEN CAST(json_extract(props, {_quote('$.' + prop)}) AS VARCHAR) END AS f_{name}"
-            for name, (prop, events) in rare.items()
-        ]
-    )
 
-    def has_id(name: str) -> str:
-        return f"(t_{name} IN {_ID_TYPES} AND v_{name} <> '')"
-
-    def absent(name: str) -> str:
+    # Per property, three flags computed once (a_: absent, i_: a usable id, s_: present but not
+    # a string); the checks below read the flags, which keeps the query small for the engines.
+    def flag_columns(name: str) -> str:
+        absent = f"coalesce(t_{name} IS NULL OR t_{name} = 'NULL' OR (t_{name} = 'VARCHAR' AND v_{name} = ''), true)"
         return (
-            f"(t_{name} IS NULL OR t_{name} = 'NULL' OR (t_{name} = 'VARCHAR' AND v_{name} = ''))"
+            f"{absent} AS a_{name},\n        "
+            f"coalesce(t_{name} IN ('VARCHAR', 'BIGINT', 'UBIGINT') AND v_{name} <> '', false) AS i_{name},\n        "
+            f"coalesce(NOT ({absent}) AND t_{name} <> 'VARCHAR', false) AS s_{name}"
         )
 
+    flags = ",\n        ".join(flag_columns(name) for name in names)
+    flag_names = ", ".join(f"a_{name}, i_{name}, s_{name}" for name in names)
+    value_names = ", ".join(f"v_{name}" for name in names)
+
+    def has_id(name: str) -> str:
+        return f"i_{name}"
+
+    def absent(name: str) -> str:
+        return f"a_{name}"
+
     def bad_string(name: str) -> str:
-        return f"(NOT {absent(name)} AND t_{name} <> 'VARCHAR')"
+        return f"s_{name}"
 
     fixed_leads = " ".join(
-        f"WHEN event = {_quote(name)} THEN {_quote(lead_type)}"
-        for name, lead_type in t.lead_events.items()
+        f"WHEN event = {q(name)} THEN {q(lead_type)}" for name, lead_type in t.lead_events.items()
     )
     lead_type_expr = f"""CASE {fixed_leads}
-        WHEN event IN {_in_list(t.unified_lead_events)} THEN
-            CASE WHEN {absent("lead_type")} THEN {_quote(t.default_lead_type)} ELSE v_lead_type END
+        WHEN event IN {d.in_list(t.unified_lead_events)} THEN
+            CASE WHEN {absent("lead_type")} THEN {q(t.default_lead_type)} ELSE v_lead_type END
         END"""
     kind_expr = f"""CASE
-        WHEN event IN {_in_list([*t.lead_events, *t.unified_lead_events])} THEN '{Kind.LEAD}'
-        WHEN event IN {_in_list(t.view_events)} THEN '{Kind.VIEW}'
-        WHEN event IN {_in_list(t.pageview_events)} AND {has_id("listing")} THEN '{Kind.VIEW}'
-        WHEN event IN {_in_list(t.impression_events)} THEN '{Kind.IMPRESSION}'
-        WHEN event IN {_in_list(t.share_events)} THEN '{Kind.SHARE}'
-        WHEN event IN {_in_list(t.save_events)}
-             AND NOT coalesce(t_action = 'VARCHAR' AND v_action = {_quote(t.save_remove_action)}, false)
+        WHEN event IN {d.in_list(lead_names)} THEN '{Kind.LEAD}'
+        WHEN event IN {d.in_list(t.view_events)} THEN '{Kind.VIEW}'
+        WHEN event IN {d.in_list(t.pageview_events)} AND {has_id("listing")} THEN '{Kind.VIEW}'
+        WHEN event IN {d.in_list(t.impression_events)} THEN '{Kind.IMPRESSION}'
+        WHEN event IN {d.in_list(t.share_events)} THEN '{Kind.SHARE}'
+        WHEN event IN {d.in_list(t.save_events)}
+             AND NOT coalesce(NOT a_action AND NOT s_action AND v_action = {q(t.save_remove_action)}, false)
              THEN '{Kind.SAVE}'
         END"""
-    message_expr = f"CASE WHEN {absent('msg')} THEN {_quote(t.default_message_type)} ELSE v_msg END"
+    message_expr = f"CASE WHEN {absent('msg')} THEN {q(t.default_message_type)} ELSE v_msg END"
     channel_cases = " ".join(
-        f"WHEN lead_type = {_quote(c.action_type)}"
-        + (f" AND message_type = {_quote(c.message_type)}" if c.message_type else "")
-        + f" THEN {_quote(c.name)}"
+        f"WHEN lead_type = {q(c.action_type)}"
+        + (f" AND msg_type = {q(c.message_type)}" if c.message_type else "")
+        + f" THEN {q(c.name)}"
         for c in t.channels
     )
     r = RejectReason
+    prefetch = (
+        f", CASE WHEN props_ok THEN {d.props_extract('props', list(common.values()))} END AS p"
+        if d.batch_extract
+        else ""
+    )
     return f"""
 WITH checked_props AS (
-    SELECT *, coalesce(json_valid(props) AND starts_with(ltrim(props), '{{'), false) AS props_ok
+    SELECT file_id, malformed, uuid, event, distinct_id, props, props_bad, ts{extra},
+        {d.props_ok("props")} AS props_ok
     FROM {raw}
 ), with_props AS (
-    SELECT *, CASE WHEN props_ok THEN json_extract(props, {paths}) END AS p FROM checked_props
+    SELECT file_id, malformed, uuid, event, distinct_id, props, props_bad, ts{extra},
+        props_ok{prefetch}
+    FROM checked_props
 ), fragments AS (
-    SELECT file_id, malformed, uuid, event, distinct_id, ts,
-        props_bad OR (props IS NOT NULL AND NOT props_ok) AS props_bad,
-{fragments}
+    SELECT file_id, malformed, uuid, event, distinct_id, ts{extra},
+        props_bad OR (props IS NOT NULL AND NOT props_ok) AS props_unusable,
+        {fragments}
     FROM with_props
 ), typed AS (
-    SELECT file_id, malformed, uuid, event, distinct_id, props_bad, ts,
-{typed}
+    SELECT file_id, malformed, uuid, event, distinct_id, props_unusable, ts{extra},
+        {typed}
     FROM fragments
+), flagged AS (
+    SELECT file_id, malformed, uuid, event, distinct_id, props_unusable, ts{extra},
+        {value_names},
+        {flags}
+    FROM typed
 ), kinded AS (
-    SELECT *,
+    SELECT file_id, malformed, uuid, event, distinct_id, props_unusable, ts{extra},
+        {value_names}, {flag_names},
         {kind_expr} AS kind,
         {lead_type_expr} AS lead_type,
-        {message_expr} AS message_type
-    FROM typed
+        {message_expr} AS msg_type
+    FROM flagged
 ), checked AS (
-    SELECT *,
+    SELECT file_id, uuid, distinct_id, ts{extra}, {value_names}, {flag_names},
+        kind, lead_type, msg_type,
         CASE
             WHEN malformed THEN '{r.MALFORMED_JSON}'
             WHEN uuid IS NULL OR uuid = '' THEN '{r.MISSING_UUID}'
             WHEN event IS NULL OR event = '' THEN '{r.MISSING_EVENT}'
             WHEN kind IS NULL THEN '{r.IGNORED_EVENT}'
-            WHEN props_bad THEN '{r.BAD_PROPERTIES}'
+            WHEN props_unusable THEN '{r.BAD_PROPERTIES}'
             WHEN ts IS NULL THEN '{r.BAD_TIMESTAMP}'
             WHEN {absent("listing")} THEN '{r.MISSING_LISTING_ID}'
             WHEN NOT {has_id("seeker")} AND NOT {absent("seeker")} THEN '{r.WRONG_TYPE}'
@@ -168,14 +200,14 @@ WITH checked_props AS (
             WHEN NOT {has_id("listing")} THEN '{r.WRONG_TYPE}'
             WHEN NOT {absent("lister")} AND NOT {has_id("lister")} THEN '{r.WRONG_TYPE}'
             WHEN {bad_string("lister_type")} THEN '{r.WRONG_TYPE}'
-            WHEN kind = '{Kind.LEAD}' AND event IN {_in_list(t.unified_lead_events)}
+            WHEN kind = '{Kind.LEAD}' AND event IN {d.in_list(t.unified_lead_events)}
                 AND {bad_string("lead_type")} THEN '{r.WRONG_TYPE}'
-            WHEN kind = '{Kind.LEAD}' AND lead_type NOT IN {_in_list(t.lead_types)}
+            WHEN kind = '{Kind.LEAD}' AND lead_type NOT IN {d.in_list(t.lead_types)}
                 THEN '{r.INVALID_VALUE}'
             WHEN kind = '{Kind.LEAD}' AND lead_type = 'message' AND {bad_string("msg")}
                 THEN '{r.WRONG_TYPE}'
             WHEN kind = '{Kind.LEAD}' AND lead_type = 'message'
-                AND message_type NOT IN {_in_list(t.message_types)} THEN '{r.INVALID_VALUE}'
+                AND msg_type NOT IN {d.in_list(t.message_types)} THEN '{r.INVALID_VALUE}'
             WHEN kind = '{Kind.LEAD}' AND lead_type = 'appointment' AND {bad_string("appt")}
                 THEN '{r.WRONG_TYPE}'
             WHEN kind = '{Kind.SHARE}' AND {bad_string("platform")} THEN '{r.WRONG_TYPE}'
@@ -192,12 +224,12 @@ SELECT
     CASE WHEN {absent("seeker")} THEN distinct_id ELSE v_seeker END AS seeker_id,
     CASE WHEN {absent("lister")} THEN NULL ELSE v_lister END AS lister_id,
     CASE WHEN {absent("lister_type")} THEN NULL ELSE v_lister_type END AS lister_type,
-    CASE WHEN kind = '{Kind.LEAD}' AND lead_type = 'message' THEN message_type END AS message_type,
+    CASE WHEN kind = '{Kind.LEAD}' AND lead_type = 'message' THEN msg_type END AS message_type,
     CASE WHEN kind = '{Kind.LEAD}' AND lead_type = 'appointment' AND NOT {absent("appt")}
         THEN v_appt END AS appointment_type,
     CASE WHEN kind = '{Kind.SHARE}' AND NOT {absent("platform")} THEN v_platform END AS platform,
     ts,
-    date_trunc('hour', ts) AS hour_ts,
-    reject
+    {d.hour("ts")} AS hour_ts,
+    reject{extra}
 FROM checked
 """

@@ -1,67 +1,137 @@
 """The hourly listing metrics: one SQL definition of the per-(listing, UTC hour) rollups.
 
-Each query reads a relation of accepted, deduplicated listing events (the columns of
-`classify.CLASSIFIED_COLUMNS`) and is plain SQL that any engine holding the events can run.
+Each query reads a relation of accepted listing events (the columns of
+`classify.CLASSIFIED_COLUMNS`) and is written once for both engines that hold events
+(`transform.dialect`): DuckDB over export files, and HogQL, which the PostHog source runs where
+the events live so that only these rollups cross the network.
 """
 
 from __future__ import annotations
 
 from leadflow.events import LEAD_COUNTERS, Kind, Taxonomy
+from leadflow.transform.dialect import DUCKDB, Dialect
+
+# The columns of hourly_metrics_sql, in order (the listing_analytics row, without updated_at).
+METRICS_COLUMNS: tuple[str, ...] = (
+    "listing_id",
+    "date",
+    "hour",
+    "total_views",
+    "unique_views",
+    "impressions",
+    "shares",
+    "saves",
+    "total_leads",
+    *LEAD_COUNTERS,
+    "unique_leads",
+    "conversion_rate",
+)
+
+BREAKDOWN_COLUMNS: tuple[str, ...] = ("listing_id", "date", "hour", "dimension", "key", "count")
+
+# hourly_metrics_sql's further columns with `identities`.
+IDENTITY_COLUMNS: tuple[str, ...] = ("viewers", "lead_seekers", "lister_id", "lister_type")
 
 
-def _channels_of(counter: str, taxonomy: Taxonomy) -> str:
-    names = [c.name for c in taxonomy.channels if c.counter == counter]
-    return "(" + ", ".join(f"'{name}'" for name in names) + ")"
+def _channels_of(counter: str, taxonomy: Taxonomy, dialect: Dialect) -> str:
+    return dialect.in_list([c.name for c in taxonomy.channels if c.counter == counter])
 
 
-def hourly_metrics_sql(events: str, taxonomy: Taxonomy) -> str:
-    """Per (listing, hour): the listing_analytics counters, ordered by the table's key."""
+def hourly_metrics_sql(
+    events: str,
+    taxonomy: Taxonomy,
+    dialect: Dialect = DUCKDB,
+    ordered: bool = True,
+    identities: bool = False,
+    accepted: str | None = None,
+) -> str:
+    """Per (listing, hour): the listing_analytics counters (ordered by the table's key).
+
+    With `identities`, also the hour's distinct viewers and lead seekers (arrays) and the lister
+    its latest event names (IDENTITY_COLUMNS): what an engine across a network returns instead
+    of listing_seekers_sql's and listing_listers_sql's rows.
+
+    `accepted`: a condition the events must meet, applied within each aggregate (and to the
+    groups) rather than as a WHERE, which ClickHouse plans several times faster over the deep
+    classification expression.
+    """
+    d = dialect
+
+    def only(condition: str) -> str:
+        return condition if accepted is None else f"{accepted} AND {condition}"
+
+    views = d.count_events(only(f"kind = '{Kind.VIEW}'"))
+    leads = d.count_events(only(f"kind = '{Kind.LEAD}'"))
     lead_counters = ",\n    ".join(
-        f"count(*) FILTER (WHERE channel IN {_channels_of(counter, taxonomy)}) AS {counter}"
+        f"{d.count_events(only(f'channel IN {_channels_of(counter, taxonomy, d)}'))} AS {counter}"
         for counter in LEAD_COUNTERS
     )
+    extra = ""
+    if identities:
+        viewers = d.distinct_list("seeker_id", only(f"kind = '{Kind.VIEW}'"))
+        lead_seekers = d.distinct_list("seeker_id", only(f"kind = '{Kind.LEAD}'"))
+        extra = (
+            f",\n    {viewers} AS viewers,\n    {lead_seekers} AS lead_seekers,"
+            f"\n    {_lister_columns(d, accepted)}"
+        )
+    having = "" if accepted is None else f"\nHAVING {d.count_events(accepted)} > 0"
+    order = "\nORDER BY listing_id, hour_ts" if ordered else ""
     return f"""
 SELECT
     listing_id,
-    CAST(hour_ts AS DATE) AS date,
-    CAST(hour(hour_ts) AS SMALLINT) AS hour,
-    count(*) FILTER (WHERE kind = '{Kind.VIEW}') AS total_views,
-    count(DISTINCT seeker_id) FILTER (WHERE kind = '{Kind.VIEW}') AS unique_views,
-    count(*) FILTER (WHERE kind = '{Kind.IMPRESSION}') AS impressions,
-    count(*) FILTER (WHERE kind = '{Kind.SHARE}') AS shares,
-    count(*) FILTER (WHERE kind = '{Kind.SAVE}') AS saves,
-    count(*) FILTER (WHERE kind = '{Kind.LEAD}') AS total_leads,
+    {d.date_of("hour_ts")} AS date,
+    {d.hour_of("hour_ts")} AS hour,
+    {views} AS total_views,
+    {d.count_distinct("seeker_id", only(f"kind = '{Kind.VIEW}'"))} AS unique_views,
+    {d.count_events(only(f"kind = '{Kind.IMPRESSION}'"))} AS impressions,
+    {d.count_events(only(f"kind = '{Kind.SHARE}'"))} AS shares,
+    {d.count_events(only(f"kind = '{Kind.SAVE}'"))} AS saves,
+    {leads} AS total_leads,
     {lead_counters},
-    count(DISTINCT seeker_id) FILTER (WHERE kind = '{Kind.LEAD}') AS unique_leads,
-    CASE WHEN count(*) FILTER (WHERE kind = '{Kind.VIEW}') = 0 THEN 0.0
-         ELSE count(*) FILTER (WHERE kind = '{Kind.LEAD}') * 100.0
-              / count(*) FILTER (WHERE kind = '{Kind.VIEW}')
-    END AS conversion_rate
+    {d.count_distinct("seeker_id", only(f"kind = '{Kind.LEAD}'"))} AS unique_leads,
+    CASE WHEN {views} = 0 THEN 0.0
+         ELSE {leads} * 100.0
+              / {views}
+    END AS conversion_rate{extra}
 FROM {events}
-GROUP BY listing_id, hour_ts
-ORDER BY listing_id, hour_ts
+GROUP BY listing_id, hour_ts{having}{order}
 """
 
 
-def hourly_breakdown_sql(events: str) -> str:
-    """Per (listing, hour): shares by platform and leads by channel, behind the JSON breakdowns."""
+def hourly_breakdown_sql(
+    events: str, dialect: Dialect = DUCKDB, ordered: bool = True, accepted: str | None = None
+) -> str:
+    """Per (listing, hour): shares by platform and leads by channel, behind the JSON breakdowns.
+
+    `accepted`: as for hourly_metrics_sql."""
+    d = dialect
+    if accepted is None:
+        count = "CAST(count(*) AS INTEGER)" if d is DUCKDB else d.count_events()
+        having = ""
+    else:
+        count = d.count_events(accepted)
+        having = f"\nHAVING {count} > 0"
+    order = "\nORDER BY listing_id, hour_ts, dimension, key" if ordered else ""
+    share = f"kind = '{Kind.SHARE}'"
     return f"""
-SELECT listing_id, CAST(hour_ts AS DATE) AS date, CAST(hour(hour_ts) AS SMALLINT) AS hour,
-       dimension, key, CAST(count(*) AS INTEGER) AS count
+SELECT listing_id, {d.date_of("hour_ts")} AS date, {d.hour_of("hour_ts")} AS hour,
+       dimension, key, {count} AS count
 FROM (
-    SELECT listing_id, hour_ts, 'share_platform' AS dimension, coalesce(platform, 'unknown') AS key
-    FROM {events} WHERE kind = '{Kind.SHARE}'
-    UNION ALL
-    SELECT listing_id, hour_ts, 'lead_channel' AS dimension, channel AS key
-    FROM {events} WHERE kind = '{Kind.LEAD}'
-)
-GROUP BY listing_id, hour_ts, dimension, key
-ORDER BY listing_id, hour_ts, dimension, key
+    SELECT listing_id, hour_ts, uuid,{" reject," if accepted else ""}
+        CASE WHEN {share} THEN 'share_platform' ELSE 'lead_channel' END AS dimension,
+        CASE WHEN {share} THEN coalesce(platform, 'unknown') ELSE channel END AS key
+    FROM {events}
+    WHERE kind IN ('{Kind.SHARE}', '{Kind.LEAD}')
+) AS counted
+GROUP BY listing_id, hour_ts, dimension, key{having}{order}
 """
 
 
 def listing_seekers_sql(events: str) -> str:
-    """The distinct (listing, view|lead, seeker) identities behind all-time unique counts."""
+    """The distinct (listing, view|lead, seeker) identities behind all-time unique counts.
+
+    (The PostHog source gathers the same identities with hourly_metrics_sql's `identities`.)
+    """
     return f"""
 SELECT DISTINCT listing_id, kind, seeker_id
 FROM {events}
@@ -70,12 +140,22 @@ ORDER BY listing_id, kind, seeker_id
 """
 
 
-def listing_listers_sql(events: str) -> str:
+def _lister_columns(dialect: Dialect, accepted: str | None = None) -> str:
+    """Per listing, the lister named by its most recent event that names one."""
+    d = dialect
+    only = "" if accepted is None else f"{accepted} AND "
+    return (
+        f"{d.arg_max('lister_id', '(ts, uuid)', only + 'lister_id IS NOT NULL')} AS lister_id,\n"
+        f"       {d.arg_max('lister_type', '(ts, uuid)', only + 'lister_type IS NOT NULL')}"
+        " AS lister_type"
+    )
+
+
+def listing_listers_sql(events: str, dialect: Dialect = DUCKDB) -> str:
     """Per listing, the lister named by its most recent event that names one."""
     return f"""
 SELECT listing_id,
-       arg_max(lister_id, (ts, uuid)) FILTER (WHERE lister_id IS NOT NULL) AS lister_id,
-       arg_max(lister_type, (ts, uuid)) FILTER (WHERE lister_type IS NOT NULL) AS lister_type
+       {_lister_columns(dialect)}
 FROM {events}
 GROUP BY listing_id
 ORDER BY listing_id
