@@ -15,6 +15,26 @@ import zstandard
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# The event names random streams draw from (the taxonomy plus one it ignores), and a fixed
+# lister per listing, so "the lister of a listing's latest event" is the same in any split.
+NAMES = [
+    "lead_phone",
+    "lead_message",
+    "lead_appointment",
+    "lead",
+    "impression_website_visit",
+    "property_view",
+    "listing_view",
+    "$pageview",
+    "listing_impression",
+    "impression_share",
+    "listing_share",
+    "impression_saved_listing",
+    "listing_save",
+    "$autocapture",
+]
+LISTERS = {"L1": "lister-a", "L2": "lister-b", "L3": "lister-a", "7": "lister-c"}
+
 
 def event(
     uuid: str,

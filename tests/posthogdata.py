@@ -16,28 +16,11 @@ from leadflow import pipeline
 from leadflow.config import Settings
 from leadflow.sources.local_posthog import LocalPostHog
 from leadflow.store.db import create_store_engine
-from tests.eventfiles import event, write_jsonl
+from tests.eventfiles import LISTERS, NAMES, event, write_jsonl
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 START = NOW - timedelta(days=4)
 
-NAMES = [
-    "lead_phone",
-    "lead_message",
-    "lead_appointment",
-    "lead",
-    "impression_website_visit",
-    "property_view",
-    "listing_view",
-    "$pageview",
-    "listing_impression",
-    "impression_share",
-    "listing_share",
-    "impression_saved_listing",
-    "listing_save",
-    "$autocapture",
-]
-LISTERS = {"L1": "lister-a", "L2": "lister-b", "L3": "lister-a", "7": "lister-c"}
 LISTINGS: list[Any] = ["L1", "L2", "L3", 7, 'L"4', "Łódź", None, 7.0, {"x": 1}, ""]
 
 

@@ -18,26 +18,9 @@ from hypothesis import strategies as st
 from bench.baseline import canonical, compute
 from leadflow.errors import RunFailed
 from leadflow.pipeline import WRITE_STEPS
-from tests.eventfiles import event, write_jsonl, write_parquet
+from tests.eventfiles import LISTERS, NAMES, event, write_jsonl, write_parquet
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
-LISTERS = {"L1": "lister-a", "L2": "lister-b", "L3": "lister-a", "7": "lister-c"}
-NAMES = [
-    "lead_phone",
-    "lead_message",
-    "lead_appointment",
-    "lead",
-    "impression_website_visit",
-    "property_view",
-    "listing_view",
-    "$pageview",
-    "listing_impression",
-    "impression_share",
-    "listing_share",
-    "impression_saved_listing",
-    "listing_save",
-    "$autocapture",
-]
 
 PROPERTY = settings(
     max_examples=25,
