@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+POSTHOG_SOURCE = "posthog"  # the source name of PostHog's Query API (LEADFLOW_SOURCE, --source)
+
 
 class Settings(BaseSettings):
     """leadflow's settings; each field reads `LEADFLOW_<NAME>` unless it names another variable."""
@@ -120,6 +122,25 @@ class Settings(BaseSettings):
     posthog_backoff_seconds: float = Field(
         default=1.0, ge=0, description="First retry's wait; doubled each retry, with jitter."
     )
+
+    def source_file(self) -> str | None:
+        """The export path of LEADFLOW_SOURCE=file:PATH, if that is what it says."""
+        configured = self.source or ""
+        path = configured.removeprefix("file:")
+        return path if configured.startswith("file:") and path else None
+
+    def configured_source(self) -> str | None:
+        """What a run reads when nothing names a source (`leadflow run` without `--source`, the
+        cron endpoint): LEADFLOW_SOURCE (`posthog`, or `file:PATH` → PATH), else PostHog when
+        POSTHOG_HOST, POSTHOG_PROJECT_ID and POSTHOG_PERSONAL_API_KEY are all set, else None."""
+        if self.source == POSTHOG_SOURCE:
+            return POSTHOG_SOURCE
+        path = self.source_file()
+        if path is not None:
+            return path
+        if self.posthog_host and self.posthog_project_id and self.posthog_personal_api_key:
+            return POSTHOG_SOURCE
+        return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -11,8 +11,10 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from leadflow.sources.local_posthog import LocalPostHog
 from tests.apidata import CRON_SECRET, T0, at, standard_events
 from tests.eventfiles import event
+from tests.posthogdata import file_canonical, local_posthog, random_events
 
 pytest_plugins = ("tests.apiserver",)
 
@@ -181,6 +183,89 @@ def test_a_missing_source_is_a_503_that_names_it(api_factory, tmp_path):
     response = unconfigured.cron().post("/api/cron/analytics")
     assert response.status_code == 503
     assert "LEADFLOW_SOURCE" in response.json()["detail"]
+    misspelt = api_factory(source="postgres")
+    response = misspelt.cron().post("/api/cron/analytics")
+    assert response.status_code == 503
+    assert "LEADFLOW_SOURCE='postgres' is neither" in response.json()["detail"]
+    # PostHog named, but not how to reach it: the missing settings are named, no run recorded.
+    no_keys = api_factory(source="posthog")
+    for wait in ("true", "false"):
+        response = no_keys.cron().post("/api/cron/analytics", params={"wait": wait})
+        assert response.status_code == 503
+        assert "POSTHOG_HOST, POSTHOG_PROJECT_ID" in response.json()["detail"]
+    assert api.store.count("cron_runs") == 0
+
+
+# -- the PostHog source ----------------------------------------------------------------------------
+
+POSTHOG_EVENTS = random_events(seed=21, count=90)
+
+
+def posthog_settings(local: LocalPostHog | None = None) -> dict[str, object]:
+    """POSTHOG_* settings for the local stand-in (or for a PostHog that is never called)."""
+    return {
+        "posthog_host": local.url if local else "http://127.0.0.1:9",
+        "posthog_project_id": str(local.project_id) if local else "1",
+        "posthog_personal_api_key": local.api_key if local else "phx_never_used",
+        "posthog_settle_seconds": 0,  # the stand-in has every event ingested already
+        "posthog_page_rows": 50,  # several pages per query
+        "posthog_backoff_seconds": 0.01,
+        "posthog_timeout_seconds": 10.0,
+    }
+
+
+def test_leadflow_source_posthog_makes_a_trigger_read_posthog_into_the_file_sources_tables(
+    api_factory, tmp_path
+):
+    expected = file_canonical(tmp_path / "reference", POSTHOG_EVENTS)
+    with local_posthog(POSTHOG_EVENTS) as local:
+        api = api_factory(source="posthog", **posthog_settings(local))
+        response = api.cron().post("/api/cron/analytics")
+        assert response.status_code == 200, response.text
+        summary = response.json()
+        assert summary["source"] == "posthog"
+        assert summary["requests"] > 0 and summary["requests"] == len(local.requests)
+        assert (summary["files_read"], summary["stopped"], summary["warnings"]) == (0, None, [])
+        assert summary["events_read"] == sum(
+            1 for e in POSTHOG_EVENTS if e["event"] != "$autocapture"
+        )
+        assert summary["leads_inserted"] > 0
+        assert api.store.snapshot() == expected
+
+        again = api.cron().post("/api/cron/analytics").json()
+        assert (again["source"], again["events_read"], again["leads_inserted"]) == ("posthog", 0, 0)
+        assert again["requests"] > 0
+    assert api.store.snapshot() == expected
+    runs = api.cron().get("/api/cron/runs").json()["items"]
+    assert [(r["source"], r["status"]) for r in runs] == [("posthog", "succeeded")] * 2
+
+
+def test_without_leadflow_source_the_posthog_settings_make_a_trigger_read_posthog(
+    api_factory, tmp_path
+):
+    expected = file_canonical(tmp_path / "reference", POSTHOG_EVENTS)
+    with local_posthog(POSTHOG_EVENTS) as local:
+        api = api_factory(source=None, **posthog_settings(local))
+        cron = api.cron()
+        started = cron.post("/api/cron/analytics", params={"wait": "false"})
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 120
+        while (run := cron.get(started.json()["status_url"]).json())["status"] == "running":
+            assert time.monotonic() < deadline, "the background run did not finish"
+            time.sleep(0.05)
+        assert local.requests
+    assert (run["status"], run["source"]) == ("succeeded", "posthog"), run
+    assert api.store.snapshot() == expected
+
+
+def test_a_configured_file_source_wins_over_posthog_settings(api_factory):
+    api = api_factory(**posthog_settings())  # LEADFLOW_SOURCE=file:… and POSTHOG_* both set
+    api.write(standard_events())
+    response = api.cron().post("/api/cron/analytics")
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    assert (summary["source"], summary["requests"]) == (str(api.source), 0)
+    assert summary["files_read"] == 1 and summary["leads_inserted"] == 4
 
 
 def test_run_history_is_for_the_scheduler_and_admins_and_pages_newest_first(api):

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadflow.api import analytics, cron, leads, web
 from leadflow.api.auth import TokenVerifier
-from leadflow.api.deps import reject_unknown_query
+from leadflow.api.deps import reject_nul_characters, reject_unknown_query
 from leadflow.api.schemas import ErrorBody, FieldError, Health
 from leadflow.config import Settings
 from leadflow.errors import (
@@ -130,7 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _bad_value(_request: Request, exc: DataError) -> JSONResponse:
-        # The store refused a value taken from the request (PostgreSQL: a NUL character …).
+        # The store refused a value taken from the request (NUL characters never get this far:
+        # reject_nul_characters answers them first).
         reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
         return _error(422, f"a value of the request cannot be used: {reason}")
 
@@ -154,7 +155,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         openapi_tags=TAGS,
-        dependencies=[Depends(reject_unknown_query)],
+        dependencies=[Depends(reject_nul_characters), Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from leadflow import pipeline
 from leadflow.api.auth import require_cron_or_admin, require_cron_secret
 from leadflow.api.deps import StoreEngine, errors
+from leadflow.api.params import page_size
 from leadflow.api.schemas import CronRun, CronRunPage, RunFailedBody, RunStarted, RunSummaryOut
 from leadflow.config import Settings
 from leadflow.errors import ConfigError, NotFound, RunFailed, RunLocked
@@ -24,16 +25,26 @@ log = logging.getLogger("leadflow.api")
 START_TIMEOUT_SECONDS = 120
 
 
-def source_path(settings: Settings) -> str:
-    """The export path the service's runs read: LEADFLOW_SOURCE=file:PATH."""
+def configured_source(settings: Settings) -> str:
+    """What the service's runs read, by the rule of `leadflow run` without `--source`:
+    LEADFLOW_SOURCE (`posthog`, or `file:PATH` for an export file, folder or glob), else PostHog
+    when POSTHOG_HOST, POSTHOG_PROJECT_ID and POSTHOG_PERSONAL_API_KEY are all set.
+
+    Returns `pipeline.POSTHOG` or the export path; ConfigError (503) when there is neither.
+    """
+    found = settings.configured_source()
+    if found is not None:
+        return found
     configured = settings.source or ""
-    if configured.startswith("file:") and configured[len("file:") :]:
-        return configured[len("file:") :]
-    if configured == "posthog":
-        raise ConfigError("the PostHog source is not available yet: set LEADFLOW_SOURCE=file:PATH")
+    what = (
+        f"LEADFLOW_SOURCE={configured!r} is neither 'posthog' nor 'file:PATH'"
+        if configured
+        else "the service has no source to read"
+    )
     raise ConfigError(
-        "the service has no source to read: set LEADFLOW_SOURCE=file:PATH "
-        "(an export file, folder or glob) and restart it"
+        f"{what}: set LEADFLOW_SOURCE=posthog (with POSTHOG_HOST, POSTHOG_PROJECT_ID and "
+        "POSTHOG_PERSONAL_API_KEY) or LEADFLOW_SOURCE=file:PATH (an export file, folder or glob), "
+        "and restart the service"
     )
 
 
@@ -55,7 +66,7 @@ class CronRunner:
 
     def run(self) -> pipeline.RunSummary:
         """One run, waited for. RunLocked while another holds the lock; RunFailed on failure."""
-        source = source_path(self.settings)
+        source = configured_source(self.settings)
         if not self._busy.acquire(blocking=False):
             raise self._refuse()
         try:
@@ -66,7 +77,7 @@ class CronRunner:
 
     def start(self) -> int:
         """Start a run in the background and return its id once it is recorded."""
-        source = source_path(self.settings)
+        source = configured_source(self.settings)
         if not self._busy.acquire(blocking=False):
             raise self._refuse()
         started = threading.Event()
@@ -150,7 +161,8 @@ def _trigger(request: Request, wait: bool) -> Response:
     response_model=RunSummaryOut,
 )
 def trigger_run(request: Request, wait: Wait = True) -> Response:
-    """Read the new events, write leads and listing analytics, and answer the run's summary.
+    """Read the new events (from PostHog or export files, as LEADFLOW_SOURCE and the POSTHOG_*
+    settings say), write leads and listing analytics, and answer the run's summary.
 
     Needs `Authorization: Bearer <LEADFLOW_CRON_SECRET>`. A trigger while another run holds
     the lock is refused (409), not queued.
@@ -179,7 +191,7 @@ def trigger_run_get(request: Request, wait: Wait = True) -> Response:
 def list_runs(
     engine: StoreEngine,
     _caller: Annotated[str, Depends(require_cron_or_admin)],
-    limit: Annotated[int, Query(ge=1, le=200, description="Runs per page.")] = 20,
+    limit: Annotated[int, page_size("Runs")] = 20,
     cursor: Annotated[
         str | None,
         Query(pattern=r"^[0-9]{1,18}$", description="The `next_cursor` of the previous page."),

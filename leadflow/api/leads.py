@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from leadflow.api.auth import User
-from leadflow.api.deps import ID_PATTERN, Moment, StoreEngine, errors, invalid, moment_at
+from leadflow.api.deps import StoreEngine, errors, invalid
+from leadflow.api.exports import CSVResponse, csv_download, csv_responses
+from leadflow.api.params import (
+    ID_PATTERN,
+    ListingId,
+    Moment,
+    Order,
+    SeekerId,
+    moment_at,
+    page_size,
+)
 from leadflow.api.schemas import (
     Channel,
     LeadGroupOut,
@@ -26,20 +34,6 @@ from leadflow.store import leads as lead_store
 from leadflow.store.leads import BadCursor, LeadGroup, LeadQuery
 
 router = APIRouter(prefix="/api", tags=["leads"])
-
-
-class CSVResponse(Response):
-    media_type = "text/csv"
-
-
-ListingId = Annotated[
-    str,
-    Path(min_length=1, max_length=128, pattern=ID_PATTERN, examples=["listing-1"]),
-]
-SeekerId = Annotated[
-    str,
-    Path(min_length=1, max_length=256, pattern=ID_PATTERN, examples=["seeker-1"]),
-]
 
 
 def _optional_id(description: str, max_length: int = 128) -> Any:
@@ -78,22 +72,23 @@ Sort = Annotated[
     Literal["score", "last_action", "created"],
     Query(description="Order by summed score, last action time, or when the lead was created."),
 ]
-Order = Annotated[Literal["desc", "asc"], Query(description="Descending (default) or ascending.")]
 
 
-def _query(
+def lead_query(
     user: User,
-    lister_id: str | None,
-    listing_id: str | None,
-    status: list[Any] | None,
-    channel: list[Any] | None,
-    min_score: int | None,
-    max_score: int | None,
-    from_: datetime | date | None,
-    to: datetime | date | None,
-    sort: Literal["score", "last_action", "created"],
-    order: Literal["desc", "asc"],
+    lister_id: ListerFilter = None,
+    listing_id: ListingFilter = None,
+    status: StatusFilter = None,
+    channel: ChannelFilter = None,
+    min_score: MinScore = None,
+    max_score: MaxScore = None,
+    from_: From = None,
+    to: To = None,
+    sort: Sort = "last_action",
+    order: Order = "desc",
 ) -> LeadQuery:
+    """The filters and order of `GET /api/leads` and of its CSV export, checked, as a store
+    query in the caller's scope."""
     start, end = moment_at(from_, "from", UTC), moment_at(to, "to", UTC)
     if start is not None and end is not None and start >= end:
         raise invalid("query.from", "must be before `to`")
@@ -112,6 +107,30 @@ def _query(
         sort=sort,
         order=order,
     )
+
+
+LeadFilters = Annotated[LeadQuery, Depends(lead_query)]
+
+
+@dataclass(frozen=True)
+class LeadPageRequest:
+    limit: int
+    cursor: str | None
+
+
+def lead_page_request(
+    limit: Annotated[int, page_size("Leads")] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=2000, description="The `next_cursor` of the previous page."),
+    ] = None,
+) -> LeadPageRequest:
+    """Which page of leads: its size, and where the previous page ended.
+
+    A dependency rather than parameters of `list_leads`, so that the document lists the page's
+    parameters after the filters (FastAPI lists a route's own parameters first).
+    """
+    return LeadPageRequest(limit, cursor)
 
 
 def summary_out(group: LeadGroup) -> LeadGroupSummary:
@@ -135,34 +154,17 @@ def _fields(group: LeadGroup, model: type[LeadGroupSummary]) -> dict[str, Any]:
 )
 def list_leads(
     engine: StoreEngine,
-    user: User,
-    lister_id: ListerFilter = None,
-    listing_id: ListingFilter = None,
-    status: StatusFilter = None,
-    channel: ChannelFilter = None,
-    min_score: MinScore = None,
-    max_score: MaxScore = None,
-    from_: From = None,
-    to: To = None,
-    sort: Sort = "last_action",
-    order: Order = "desc",
-    limit: Annotated[int, Query(ge=1, le=200, description="Leads per page.")] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=2000, description="The `next_cursor` of the previous page."),
-    ] = None,
+    query: LeadFilters,
+    page_request: Annotated[LeadPageRequest, Depends(lead_page_request)],
 ) -> LeadPage:
     """Leads of the caller's listings (all listings for an admin), one per (seeker, listing).
 
     Each lead merges every record the runs wrote for it: all actions in time order, the summed
     score, the records' ids, and the lead's status and note count.
     """
-    query = _query(
-        user, lister_id, listing_id, status, channel, min_score, max_score, from_, to, sort, order
-    )
     try:
         with engine.connect() as conn:
-            page = lead_store.list_groups(conn, query, limit, cursor)
+            page = lead_store.list_groups(conn, query, page_request.limit, page_request.cursor)
     except BadCursor as exc:
         raise invalid("query.cursor", str(exc)) from exc
     return LeadPage(items=[summary_out(g) for g in page.groups], next_cursor=page.next_cursor)
@@ -186,61 +188,16 @@ CSV_COLUMNS = (
 )
 
 
-def csv_cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, list):
-        value = ";".join(str(v) for v in value)
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def csv_lines(header: tuple[str, ...], rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    yield buffer.getvalue()
-    for row in rows:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow([csv_cell(row.get(column)) for column in header])
-        yield buffer.getvalue()
-
-
 @router.get(
     "/leads.csv",
     response_class=CSVResponse,
-    responses={
-        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"},
-        **errors(401, 403, 422, 503, media_type="text/csv"),
-    },
+    responses=csv_responses(401, 403, 422, 503),
     summary="Export leads as CSV",
 )
-def export_leads(
-    engine: StoreEngine,
-    user: User,
-    lister_id: ListerFilter = None,
-    listing_id: ListingFilter = None,
-    status: StatusFilter = None,
-    channel: ChannelFilter = None,
-    min_score: MinScore = None,
-    max_score: MaxScore = None,
-    from_: From = None,
-    to: To = None,
-    sort: Sort = "last_action",
-    order: Order = "desc",
-) -> StreamingResponse:
+def export_leads(engine: StoreEngine, query: LeadFilters) -> StreamingResponse:
     """Every lead `GET /api/leads` would list with the same filters, one CSV row each."""
-    query = _query(
-        user, lister_id, listing_id, status, channel, min_score, max_score, from_, to, sort, order
-    )
     rows = ({**vars(g), "note_count": g.note_count} for g in lead_store.iter_groups(engine, query))
-    return StreamingResponse(
-        csv_lines(CSV_COLUMNS, rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="leads.csv"'},
-    )
+    return csv_download(CSV_COLUMNS, rows, "leads.csv")
 
 
 @router.get(

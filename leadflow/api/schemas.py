@@ -89,15 +89,38 @@ class RunSummaryOut(BaseModel):
             "slices": 1,
             "seconds": 0.84,
             "timings": {"read": 0.31, "aggregate": 0.12, "write": 0.2},
-        }
+            "requests": 0,
+            "stopped": None,
+            "warnings": [],
+        },
+        {
+            "run_id": 8,
+            "status": "succeeded",
+            "source": "posthog",
+            "window_start": "2025-05-01T11:00:00Z",
+            "window_end": "2025-05-01T12:58:00Z",
+            "files_read": 0,
+            "events_read": 830,
+            "events_accepted": 829,
+            "rejected": {"missing_listing_id": 1},
+            "leads_inserted": 5,
+            "hours_written": 26,
+            "listings_updated": 17,
+            "slices": 1,
+            "seconds": 2.4,
+            "timings": {"read": 2.1, "aggregate": 0.04, "write": 0.18},
+            "requests": 4,
+            "stopped": None,
+            "warnings": [],
+        },
     )
 
     run_id: int
     status: str
-    source: str
+    source: str = Field(description="`posthog`, or the export file, folder or glob read.")
     window_start: datetime | None
     window_end: datetime | None
-    files_read: int
+    files_read: int = Field(description="Export files read (0 for the PostHog source).")
     events_read: int
     events_accepted: int
     rejected: dict[str, int]
@@ -107,6 +130,28 @@ class RunSummaryOut(BaseModel):
     slices: int
     seconds: float
     timings: dict[str, float]
+    requests: int = Field(
+        description="Requests made to PostHog's Query API (0 for export files).", examples=[4]
+    )
+    stopped: str | None = Field(
+        description="Why the run stopped before the end of its window (PostHog: a spent request "
+        "or time budget), or null when it read it all. The run still succeeded with the slices "
+        "it committed; the next run continues from there.",
+        examples=[
+            "stopped after 2 of 5 slices: the run's request budget (100 requests to PostHog) is "
+            "spent; the next run continues from 2025-05-01 11:00:00 UTC"
+        ],
+    )
+    warnings: list[str] = Field(
+        description="Anything PostHog did that needs a look, such as a cached answer although "
+        "leadflow asks for fresh ones (empty for export files).",
+        examples=[
+            [
+                "PostHog answered query 'leadflow census' from its cache although leadflow asks "
+                "for a fresh result (refresh=force_blocking); its numbers may be stale"
+            ]
+        ],
+    )
 
 
 class RunStarted(BaseModel):

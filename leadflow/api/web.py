@@ -21,29 +21,24 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
 
-from leadflow.api.analytics import (
-    MAX_BUCKETS,
+from leadflow.api.auth import Principal, User
+from leadflow.api.deps import StoreEngine, errors
+from leadflow.api.params import (
     From,
-    GranularityParam,
     ListerId,
-    TimeRange,
+    Order,
+    SeriesQuery,
     To,
     Tz,
+    id_contains,
+    page_offset,
+    page_size,
     time_range,
 )
-from leadflow.api.auth import Principal, User
-from leadflow.api.deps import StoreEngine, errors, invalid
 from leadflow.errors import NotFound
 from leadflow.store import dashboard, reads
 from leadflow.store.schema import LEADS_BREAKDOWN_KEYS
-from leadflow.transform.series import (
-    Granularity,
-    bucket_count,
-    bucket_start,
-    conversion_rate,
-    hour_of,
-    roll_up,
-)
+from leadflow.transform.series import bucket_start, conversion_rate, hour_of, roll_up
 
 STATIC_ROOT = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -216,12 +211,9 @@ class ListerPage(BaseModel):
 def list_listers(
     engine: StoreEngine,
     user: User,
-    q: Annotated[
-        str | None,
-        Query(min_length=1, max_length=128, description="Only listers whose id contains this."),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="Listers per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Listers to skip.")] = 0,
+    q: Annotated[str | None, id_contains("listers")] = None,
+    limit: Annotated[int, page_size("Listers")] = 50,
+    offset: Annotated[int, page_offset("Listers")] = 0,
 ) -> ListerPage:
     """Every lister with listings in the store for an admin, the caller alone for a lister;
     by all-time leads, then id."""
@@ -317,15 +309,6 @@ def _counts(counts: dict[str, int], channels: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _check_buckets(window: TimeRange, granularity: Granularity) -> None:
-    if bucket_count(window.start, window.end, granularity, window.zone) > MAX_BUCKETS:
-        raise invalid(
-            "query.granularity",
-            f"the range holds more than {MAX_BUCKETS} {granularity} buckets: "
-            "ask for a shorter range or a coarser granularity",
-        )
-
-
 @router.get(
     "/api/listers/{lister_id}/series",
     response_model=ListerSeries,
@@ -334,20 +317,13 @@ def _check_buckets(window: TimeRange, granularity: Granularity) -> None:
     summary="A lister's views and leads by channel over time",
 )
 def lister_series(
-    engine: StoreEngine,
-    user: User,
-    lister_id: ListerId,
-    from_: From = None,
-    to: To = None,
-    granularity: GranularityParam = "day",
-    tz: Tz = "UTC",
+    engine: StoreEngine, user: User, lister_id: ListerId, series: SeriesQuery
 ) -> ListerSeries:
     """Views, impressions, saves, shares and leads by channel per hour, day, week or month in
     a time zone, summed over every listing of the lister, every bucket of the range included
     (empty ones as zeros). Buckets are those of `GET /api/listings/{listing_id}/analytics`:
     a bucket holds the UTC hours whose start falls in it."""
-    window = time_range(from_, to, tz)
-    _check_buckets(window, granularity)
+    window, granularity = series.window, series.granularity
     with engine.connect() as conn:
         _visible_lister(conn, user, lister_id)
         hours = dashboard.lister_hours(conn, lister_id, window.start, window.end)
@@ -371,7 +347,7 @@ def lister_series(
         {
             "lister_id": lister_id,
             "granularity": granularity,
-            "tz": tz,
+            "tz": series.tz,
             "from": window.asked_from,
             "to": window.asked_to,
             "totals": _counts(total.counts, total_channels),
@@ -452,15 +428,10 @@ def lister_listings(
         dashboard.ListingSort,
         Query(description="Order by leads, views, conversion, saves, shares, impressions or id."),
     ] = "leads",
-    order: Annotated[
-        Literal["desc", "asc"], Query(description="Descending (default) or ascending.")
-    ] = "desc",
-    q: Annotated[
-        str | None,
-        Query(min_length=1, max_length=128, description="Only listings whose id contains this."),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="Listings per page.")] = 10,
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Listings to skip.")] = 0,
+    order: Order = "desc",
+    q: Annotated[str | None, id_contains("listings")] = None,
+    limit: Annotated[int, page_size("Listings")] = 10,
+    offset: Annotated[int, page_offset("Listings")] = 0,
 ) -> ListingRowPage:
     """Every listing of the lister (those without activity in [from, to) with zeros), with
     views, impressions, saves, shares, leads and conversion summed over the range; sorted
