@@ -84,6 +84,7 @@ from bench.canonical import (
     analytics_tuple,
     canonical_from_db,
     format_timestamp,
+    hour_seekers_tuple,
     lead_group_tuple,
     listing_tuple,
 )
@@ -120,9 +121,15 @@ MALFORMED = object()
 
 @dataclass
 class Tables:
-    """leadflow's three output tables as plain dicts, with the run's read/accept/reject counts."""
+    """leadflow's output tables as plain dicts, with the run's read/accept/reject counts.
+
+    `hour_seekers` holds, per hour with a viewer or a lead, its sorted distinct viewers and lead
+    seekers (listing_hour_seekers)."""
 
     analytics: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    hour_seekers: dict[tuple[str, str, int], tuple[list[str], list[str]]] = field(
+        default_factory=dict
+    )
     listings: dict[str, dict[str, Any]] = field(default_factory=dict)
     leads: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     accepted: int = 0
@@ -654,8 +661,14 @@ class Baseline:
                 "status": "new",
             }
 
+        hour_seekers = {
+            key: (sorted(self.hour_viewers[key]), sorted(self.hour_leaders[key]))
+            for key in self.hours
+            if self.hour_viewers[key] or self.hour_leaders[key]
+        }
         return Tables(
             analytics=analytics,
+            hour_seekers=hour_seekers,
             listings=listings,
             leads=leads,
             accepted=self.accepted,
@@ -708,6 +721,10 @@ def canonical(tables: Tables) -> Canonical:
             analytics_tuple(listing_id, day, hour, row)
             for (listing_id, day, hour), row in tables.analytics.items()
         ),
+        "listing_hour_seekers": sorted(
+            hour_seekers_tuple(listing_id, day, hour, viewers, lead_seekers)
+            for (listing_id, day, hour), (viewers, lead_seekers) in tables.hour_seekers.items()
+        ),
         "listings": sorted(
             (listing_tuple(listing_id, row) for listing_id, row in tables.listings.items()),
             key=lambda row: row[0],
@@ -748,7 +765,12 @@ def write(tables: Tables, url: str, *, replace: bool = False, now: datetime | No
         schema.metadata.create_all(engine)
         with engine.begin() as conn:
             if replace:
-                for table in (schema.leads, schema.listing_analytics, schema.listings):
+                for table in (
+                    schema.leads,
+                    schema.listing_analytics,
+                    schema.listing_hour_seekers,
+                    schema.listings,
+                ):
                     conn.execute(delete(table))
             for (listing_id, day, hour_of_day), row in sorted(tables.analytics.items()):
                 conn.execute(
@@ -759,6 +781,19 @@ def write(tables: Tables, url: str, *, replace: bool = False, now: datetime | No
                         "hour": hour_of_day,
                         **row,
                         "updated_at": now,
+                    },
+                )
+            for (listing_id, day, hour_of_day), (viewers, lead_seekers) in sorted(
+                tables.hour_seekers.items()
+            ):
+                conn.execute(
+                    schema.listing_hour_seekers.insert(),
+                    {
+                        "listing_id": listing_id,
+                        "date": date.fromisoformat(day),
+                        "hour": hour_of_day,
+                        "viewers": viewers,
+                        "lead_seekers": lead_seekers,
                     },
                 )
             for listing_id, row in sorted(tables.listings.items()):

@@ -1,10 +1,12 @@
-"""The canonical, comparable form of leadflow's three output tables, built in memory or read from a database.
+"""The canonical, comparable form of leadflow's output tables, built in memory or read from a database.
 
 The form (a dict of sorted tuple lists) is what tests compare between leadflow and the baseline:
 
 - ``"listing_analytics"``: ``(listing_id, 'YYYY-MM-DD', hour, total_views, unique_views,
   impressions, shares, saves, total_leads, phone_leads, message_leads, email_leads,
   appointment_leads, website_leads, unique_leads, round(conversion_rate, 6))``
+- ``"listing_hour_seekers"``: ``(listing_id, 'YYYY-MM-DD', hour, viewers, lead_seekers)``, the
+  seeker ids as sorted tuples
 - ``"listings"``: ``(listing_id, lister_id, lister_type, total_views, unique_views,
   total_impressions, total_shares, total_saves, total_leads, phone_leads, message_leads,
   email_leads, appointment_leads, website_leads, unique_leads, round(conversion_rate, 6),
@@ -88,6 +90,18 @@ def analytics_tuple(
     )
 
 
+def hour_seekers_tuple(
+    listing_id: str, day: str, hour: int, viewers: Iterable[Any], lead_seekers: Iterable[Any]
+) -> tuple[Any, ...]:
+    return (
+        str(listing_id),
+        day,
+        int(hour),
+        tuple(sorted(str(s) for s in viewers)),
+        tuple(sorted(str(s) for s in lead_seekers)),
+    )
+
+
 def listing_tuple(listing_id: str, row: Mapping[Any, Any]) -> tuple[Any, ...]:
     return (
         str(listing_id),
@@ -142,6 +156,22 @@ def canonical_from_db(url: str | Engine, *, normalise_timestamps: bool = True) -
                 )
             ]
 
+            hs = schema.listing_hour_seekers
+            hour_seekers = [
+                hour_seekers_tuple(
+                    r.listing_id, _day(r.date), r.hour, _json(r.viewers), _json(r.lead_seekers)
+                )
+                for r in conn.execute(
+                    select(
+                        hs.c.listing_id,
+                        type_coerce(hs.c.date, String).label("date"),
+                        hs.c.hour,
+                        type_coerce(hs.c.viewers, Text).label("viewers"),
+                        type_coerce(hs.c.lead_seekers, Text).label("lead_seekers"),
+                    )
+                )
+            ]
+
             li = schema.listings
             listing_rows = []
             for r in conn.execute(
@@ -183,6 +213,7 @@ def canonical_from_db(url: str | Engine, *, normalise_timestamps: bool = True) -
     lead_groups = [lead_group_tuple(k[0], k[1], scores[k], actions[k]) for k in scores]
     return {
         "listing_analytics": sorted(analytics),
+        "listing_hour_seekers": sorted(hour_seekers),
         "listings": sorted(listing_rows, key=_listing_key),
         "lead_groups": sorted(lead_groups, key=_lead_group_key),
     }

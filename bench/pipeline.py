@@ -148,9 +148,10 @@ def report(
         print(f"{name:22}{seconds:10.1f}{n / seconds:14,.0f}{result['peak_mib']:10,.0f}")
     timings = first["timings"]
     print(
-        "leadflow time by phase: "
+        f"leadflow time: {first['seconds']:.1f} s in the run ("
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-        + f", start-up and rest {first['wall_seconds'] - sum(timings.values()):.1f} s"
+        + "; slice k+1's aggregate overlaps slice k's write), "
+        + f"{first['wall_seconds'] - first['seconds']:.1f} s process start-up and the rest"
     )
     if base is not None:
         print(

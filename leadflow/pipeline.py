@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from leadflow.config import Settings
+from leadflow.config import POSTHOG_SOURCE, Settings
 from leadflow.errors import LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
 from leadflow.sources import posthog
@@ -29,6 +30,7 @@ from leadflow.store.writer import SliceWriter
 from leadflow.transform.classify import classify_sql
 from leadflow.transform.leads import lead_records_sql
 from leadflow.transform.metrics import (
+    hour_seekers_sql,
     hourly_breakdown_sql,
     hourly_metrics_sql,
     listing_listers_sql,
@@ -36,10 +38,19 @@ from leadflow.transform.metrics import (
 )
 
 HOUR = timedelta(hours=1)
-POSTHOG = "posthog"  # the source name of runs that read PostHog's Query API
+POSTHOG = POSTHOG_SOURCE  # the source name of runs that read PostHog's Query API
 
 # The write steps of a slice, in order; a fault injected at any of them must leave no trace.
-WRITE_STEPS = ("leads", "ledger", "analytics", "breakdown", "seekers", "listings", "run_record")
+WRITE_STEPS = (
+    "leads",
+    "ledger",
+    "analytics",
+    "breakdown",
+    "hour_seekers",
+    "seekers",
+    "listings",
+    "run_record",
+)
 
 
 class Progress(Protocol):
@@ -200,6 +211,7 @@ class FileRun:
         lock: RunLock,
         progress: Progress | None,
         fault: Callable[[str], None] | None,
+        scratch: str | None = None,
     ) -> None:
         self.con = con
         self.engine = engine
@@ -209,6 +221,7 @@ class FileRun:
         self.lock = lock
         self.progress = progress
         self.fault = fault or (lambda _step: None)
+        self.scratch = scratch
 
     def _sql(self, sql: str) -> None:
         try:
@@ -294,9 +307,11 @@ SELECT origin, row_id FROM (
             pair_filter = (
                 " AND (listing_id, hour_ts) IN (SELECT listing_id, hour_ts FROM touched_pairs)"
             )
+        # The events the slices aggregate, materialised once: each slice's queries then read
+        # only the row groups of its hours (the export's files come roughly in time order).
         self._sql(
             f"""
-CREATE VIEW events AS
+CREATE TABLE events AS
 SELECT * EXCLUDE (reject) FROM context
 WHERE rowid NOT IN (SELECT row_id FROM losers WHERE origin = 0){pair_filter}
 UNION ALL
@@ -336,6 +351,11 @@ WHERE reject IS NULL AND kind = 'lead' AND rowid NOT IN (SELECT row_id FROM lose
             "max(ts) FILTER (WHERE reject IS NULL) FROM batch GROUP BY file_id"
         ).fetchall()
         return {fid: (n, low, high) for fid, n, low, high in rows}
+
+    def release(self) -> None:
+        """Free what staging needed and the slices do not (counts and ranges taken first)."""
+        for table in ("batch", "context", "losers", "touched_pairs"):
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def touched_listings(self) -> int:
         (count,) = self.con.execute("SELECT count(DISTINCT listing_id) FROM events").fetchone() or (
@@ -432,7 +452,9 @@ def run(
                 tempfile.TemporaryDirectory(prefix="leadflow-run-") as workdir,
                 _engine_session(settings, workdir) as con,
             ):
-                work = FileRun(con, engine, settings, taxonomy, run_id, lock, progress, fault)
+                work = FileRun(
+                    con, engine, settings, taxonomy, run_id, lock, progress, fault, workdir
+                )
                 if client is not None:
                     client.deadline = time.monotonic() + settings.posthog_time_budget_seconds
                     _run_posthog(work, client, summary)
@@ -468,6 +490,7 @@ class SliceWrite:
 
     metrics: pa.Table | None  # None: a slice with no hours to write (the cursor still moves)
     breakdown: pa.Table | None
+    hour_seekers: pa.Table | None
     seekers: pa.Table | None
     listers: pa.Table | None
     # Inserts the slice's new leads (after deduplicating them against the store).
@@ -483,21 +506,23 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
     now = utcnow()
     with (
         work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+        SliceWriter(conn, now, work.scratch) as writer,
         conn.begin(),
     ):
-        writer = SliceWriter(conn, now)
         if piece.leads is not None:
             piece.leads(writer)
             work.fault("leads")
         piece.progress(conn)
         work.fault("ledger")
         if piece.metrics is not None:
-            assert piece.breakdown is not None and piece.seekers is not None
-            assert piece.listers is not None
+            assert piece.breakdown is not None and piece.hour_seekers is not None
+            assert piece.seekers is not None and piece.listers is not None
             summary.hours_written += writer.upsert_analytics(piece.metrics)
             work.fault("analytics")
             writer.replace_breakdown(piece.metrics, piece.breakdown)
             work.fault("breakdown")
+            writer.replace_hour_seekers(piece.metrics, piece.hour_seekers)
+            work.fault("hour_seekers")
             writer.add_seekers(piece.seekers)
             work.fault("seekers")
             writer.refresh_listings(piece.listers)
@@ -521,6 +546,7 @@ def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> N
     summary.events_read, summary.rejected = work.counts()
     summary.events_accepted = summary.events_read - sum(summary.rejected.values())
     ranges = work.file_ranges()
+    work.release()
     summary.listings_updated = work.touched_listings()
     slices = plan_slices(work.histogram(), work.settings.slice_events, work.settings.slice_max_days)
     summary.slices = len(slices)
@@ -531,70 +557,115 @@ def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> N
     if work.progress:
         work.progress.planned(sum(s.events for s in slices), len(slices))
 
-    for index, piece in enumerate(slices or [None]):
-        clock = time.perf_counter()
-        metrics = breakdown = seekers = listers = None
-        if piece is not None:
-            where = (
-                f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
-                f"AND TIMESTAMP '{piece.last_hour}')"
-            )
-            metrics = work.arrow(hourly_metrics_sql(where, work.taxonomy))
-            breakdown = work.arrow(hourly_breakdown_sql(where))
-            seekers = work.arrow(listing_seekers_sql(where))
-            listers = work.arrow(listing_listers_sql(where))
-        timings["aggregate"] = timings.get("aggregate", 0.0) + time.perf_counter() - clock
-        clock = time.perf_counter()
+    # Slice k+1 is aggregated (DuckDB, on its own connection) while slice k is written (the
+    # store, single-threaded): the two overlap on the machine's cores.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-aggregate") as pool:
+        pending = pool.submit(_aggregate_slice, work, slices[0]) if slices else None
+        for index, piece in enumerate(slices or [None]):
+            rows: _SliceRows | None = None
+            if pending is not None:
+                rows = pending.result()
+                timings["aggregate"] = timings.get("aggregate", 0.0) + rows.seconds
+                pending = None
+                if index + 1 < len(slices):
+                    pending = pool.submit(_aggregate_slice, work, slices[index + 1])
+            clock = time.perf_counter()
+            _write_file_slice(work, summary, ledger, ranges, slices, index, piece, rows)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
+            if work.progress and piece is not None:
+                work.progress.advanced(piece.events)
 
-        def insert_leads(writer: SliceWriter) -> None:
-            records, actions = work.lead_records(writer)
-            summary.leads_inserted = writer.insert_leads(records, actions, summary.run_id)
 
-        last = index == len(slices) - 1 or piece is None
-        through = piece.end if piece is not None else None
-        first = index == 0
-        slices_done = index + 1 if piece is not None else 0
+@dataclass
+class _SliceRows:
+    """One slice's aggregates, as the writer takes them."""
 
-        def record_ledger(
-            conn: Connection,
-            through: datetime | None = through,
-            last: bool = last,
-            first: bool = first,
-        ) -> None:
-            _write_ledger(
-                conn, ledger.batch, ranges, through, last, summary.run_id, utcnow(), first=first
-            )
+    metrics: pa.Table
+    breakdown: pa.Table
+    hour_seekers: pa.Table
+    seekers: pa.Table
+    listers: pa.Table
+    seconds: float
 
-        def run_values(slices_done: int = slices_done) -> dict[str, Any]:
-            return {
-                "window_start": summary.window_start,
-                "window_end": summary.window_end,
-                "events_read": summary.events_read,
-                "events_accepted": summary.events_accepted,
-                "rejects": summary.rejected,
-                "leads_inserted": summary.leads_inserted,
-                "analytics_rows_written": summary.hours_written,
-                "listings_updated": summary.listings_updated,
-                "slices_done": slices_done,
-                "slices_total": len(slices),
-            }
 
-        _write_slice(
-            work,
-            summary,
-            SliceWrite(
-                metrics,
-                breakdown,
-                seekers,
-                listers,
-                leads=insert_leads if first else None,
-                progress=record_ledger,
-                run_values=run_values,
-            ),
+def _aggregate_slice(work: FileRun, piece: Slice) -> _SliceRows:
+    """Aggregate one slice's events, on a DuckDB connection of the calling thread's own."""
+    clock = time.perf_counter()
+    where = (
+        f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
+        f"AND TIMESTAMP '{piece.last_hour}')"
+    )
+    con = work.con.cursor()
+    try:
+
+        def arrow(sql: str) -> pa.Table:
+            return con.sql(sql).to_arrow_table()
+
+        return _SliceRows(
+            metrics=arrow(hourly_metrics_sql(where, work.taxonomy)),
+            breakdown=arrow(hourly_breakdown_sql(where)),
+            hour_seekers=arrow(hour_seekers_sql(where)),
+            seekers=arrow(listing_seekers_sql(where)),
+            listers=arrow(listing_listers_sql(where)),
+            seconds=time.perf_counter() - clock,
         )
-        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
-        if work.progress and piece is not None:
-            work.progress.advanced(piece.events)
+    finally:
+        con.close()
+
+
+def _write_file_slice(
+    work: FileRun,
+    summary: RunSummary,
+    ledger: _Ledger,
+    ranges: dict[int, tuple[int, datetime | None, datetime | None]],
+    slices: list[Slice],
+    index: int,
+    piece: Slice | None,
+    rows: _SliceRows | None,
+) -> None:
+    """Write slice `index` of a file run (a run without slices writes one, with no rows)."""
+    last = index == len(slices) - 1 or piece is None
+    through = piece.end if piece is not None else None
+    first = index == 0
+    slices_done = index + 1 if piece is not None else 0
+
+    def insert_leads(writer: SliceWriter) -> None:
+        records, actions = work.lead_records(writer)
+        summary.leads_inserted = writer.insert_leads(records, actions, summary.run_id)
+
+    def record_ledger(conn: Connection) -> None:
+        _write_ledger(
+            conn, ledger.batch, ranges, through, last, summary.run_id, utcnow(), first=first
+        )
+
+    def run_values() -> dict[str, Any]:
+        return {
+            "window_start": summary.window_start,
+            "window_end": summary.window_end,
+            "events_read": summary.events_read,
+            "events_accepted": summary.events_accepted,
+            "rejects": summary.rejected,
+            "leads_inserted": summary.leads_inserted,
+            "analytics_rows_written": summary.hours_written,
+            "listings_updated": summary.listings_updated,
+            "slices_done": slices_done,
+            "slices_total": len(slices),
+        }
+
+    _write_slice(
+        work,
+        summary,
+        SliceWrite(
+            rows.metrics if rows else None,
+            rows.breakdown if rows else None,
+            rows.hour_seekers if rows else None,
+            rows.seekers if rows else None,
+            rows.listers if rows else None,
+            leads=insert_leads if first else None,
+            progress=record_ledger,
+            run_values=run_values,
+        ),
+    )
 
 
 def posthog_watermark(conn: Connection) -> datetime | None:
@@ -710,6 +781,7 @@ def _run_posthog(work: FileRun, client: posthog.QueryClient, summary: RunSummary
                 SliceWrite(
                     rows.metrics if piece.hours else None,
                     rows.breakdown,
+                    rows.hour_seekers,
                     rows.seekers,
                     rows.listers,
                     leads=insert_leads,

@@ -13,24 +13,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import insert, inspect, select
 
 from leadflow.api import create_app
 from leadflow.api.auth import mint_token
 from leadflow.config import Settings
-from leadflow.store.schema import listing_hour_seekers
 from tests.apidata import CRON_SECRET, JWT_SECRET, standard_events
 from tests.eventfiles import write_jsonl
-
-VIEW_EVENTS = {"property_view", "listing_view", "$pageview"}
-LEAD_EVENTS = {"lead_phone", "lead_message", "lead_appointment", "lead", "impression_website_visit"}
 
 
 class ServerThread:
@@ -73,7 +67,6 @@ class Api:
     source: Path
     app: Any
     clients: list[httpx.Client] = field(default_factory=list)
-    backfill: bool | None = None
 
     @property
     def url(self) -> str:
@@ -101,12 +94,6 @@ class Api:
         """Write `events` as a new export file in the service's source folder and run the pipeline."""
         self.write(events)
         self.store.run(self.source)
-        if self.backfill is None:
-            # The pipeline keeps per-hour identities once its migrations create the table.
-            with self.store.engine.connect() as conn:
-                self.backfill = not inspect(conn).has_table(listing_hour_seekers.name)
-        if self.backfill:
-            backfill_hour_seekers(self.store.engine, events)
 
     def write(self, events: Sequence[dict[str, Any]]) -> Path:
         """Write `events` as a new export file in the service's source folder."""
@@ -118,40 +105,6 @@ class Api:
             made.close()
         self.server.stop()
         self.app.state.engine.dispose()
-
-
-def hour_seeker_rows(events: Sequence[dict[str, Any]]) -> set[tuple[str, date, int, str, str]]:
-    """The (listing, date, hour, view|lead, seeker) identities of well-formed test events."""
-    rows: set[tuple[str, date, int, str, str]] = set()
-    for e in events:
-        props = e.get("properties") or {}
-        kind = (
-            "view" if e["event"] in VIEW_EVENTS else "lead" if e["event"] in LEAD_EVENTS else None
-        )
-        if kind is None or not props.get("listing_id"):
-            continue
-        moment = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).astimezone(UTC)
-        seeker = props.get("seeker_id") or e.get("distinct_id")
-        rows.add((props["listing_id"], moment.date(), moment.hour, kind, seeker))
-    return rows
-
-
-def backfill_hour_seekers(engine: Any, events: Sequence[dict[str, Any]]) -> None:
-    """Fill `listing_hour_seekers` from the test's events, creating the table.
-
-    The table is being added to the pipeline (a migration and a writer step); until then the
-    tests fill it themselves, for stores whose migrations do not create it.
-    """
-    with engine.begin() as conn:
-        if not inspect(conn).has_table(listing_hour_seekers.name):
-            listing_hour_seekers.create(conn)
-        existing = set(conn.execute(select(listing_hour_seekers)).all())
-        fresh = [
-            dict(zip(("listing_id", "date", "hour", "kind", "seeker_id"), row, strict=True))
-            for row in sorted(hour_seeker_rows(events) - existing)
-        ]
-        if fresh:
-            conn.execute(insert(listing_hour_seekers), fresh)
 
 
 @pytest.fixture

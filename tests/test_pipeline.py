@@ -270,3 +270,23 @@ def test_edge_cases_agree_with_the_independent_reading(store, tmp_path):
     assert summary.rejected == expected.rejects
     assert summary.events_read == expected.read == len(lines) - 1
     assert store.snapshot() == canonical(expected)
+
+
+def test_runs_leave_no_scratch_files_and_no_attached_stores(store, tmp_path, monkeypatch):
+    """SQLite slices go through scratch database files: each is detached and deleted."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for index in range(3):
+        path = write_jsonl(
+            tmp_path / f"batch-{index}.jsonl",
+            [event(f"u{index}", "property_view", at(90 * index), "listing-1", f"s{index}")],
+        )
+        store.run(path, slice_events=1)
+    assert list(scratch.iterdir()) == []
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
+        assert attached <= {"main", "temp"}

@@ -369,6 +369,7 @@ class SliceRows:
 
     metrics: pa.Table
     breakdown: pa.Table
+    hour_seekers: pa.Table
     seekers: pa.Table
     listers: pa.Table
 
@@ -404,6 +405,15 @@ BREAKDOWN_SCHEMA = pa.schema(
         ("count", pa.int32()),
     ]
 )
+HOUR_SEEKERS_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("date", pa.date32()),
+        ("hour", pa.int16()),
+        ("viewers", pa.string()),
+        ("lead_seekers", pa.string()),
+    ]
+)
 SEEKERS_SCHEMA = pa.schema(
     [("listing_id", pa.string()), ("kind", pa.string()), ("seeker_id", pa.string())]
 )
@@ -421,6 +431,11 @@ LEAD_EVENTS_SCHEMA = pa.schema(
         ("counted_copies", pa.int64()),
     ]
 )
+
+
+def _json(ids: list[str]) -> str:
+    """A sorted list of seeker ids as a compact JSON array (the listing_hour_seekers spelling)."""
+    return json.dumps(ids, ensure_ascii=False, separators=(",", ":"))
 
 
 def _table(columns: list[str], rows: list[list[Any]], schema: pa.Schema) -> pa.Table:
@@ -569,6 +584,7 @@ class PostHogReader:
             return SliceRows(
                 METRICS_SCHEMA.empty_table(),
                 BREAKDOWN_SCHEMA.empty_table(),
+                HOUR_SEEKERS_SCHEMA.empty_table(),
                 SEEKERS_SCHEMA.empty_table(),
                 LISTERS_SCHEMA.empty_table(),
             )
@@ -584,13 +600,26 @@ class PostHogReader:
         # Seekers are the union of the hours'; a listing's lister is the one its latest hour
         # names (hours are disjoint spans of event time, so that is its latest event naming one).
         seekers: set[tuple[str, str, str]] = set()
+        hour_seekers: list[list[Any]] = []
         listers: dict[str, list[Any]] = {}
         for row in sorted(metrics_rows, key=lambda r: (r[index["date"]], r[index["hour"]])):
             listing = row[index["listing_id"]]
-            for seeker in row[index["viewers"]] or ():
+            viewers = sorted(set(row[index["viewers"]] or ()))
+            lead_seekers = sorted(set(row[index["lead_seekers"]] or ()))
+            for seeker in viewers:
                 seekers.add((listing, Kind.VIEW.value, seeker))
-            for seeker in row[index["lead_seekers"]] or ():
+            for seeker in lead_seekers:
                 seekers.add((listing, Kind.LEAD.value, seeker))
+            if viewers or lead_seekers:
+                hour_seekers.append(
+                    [
+                        listing,
+                        row[index["date"]],
+                        row[index["hour"]],
+                        _json(viewers),
+                        _json(lead_seekers),
+                    ]
+                )
             known = listers.setdefault(listing, [None, None])
             for i, name in enumerate(("lister_id", "lister_type")):
                 if row[index[name]] is not None:
@@ -600,6 +629,11 @@ class PostHogReader:
         return SliceRows(
             _table(metrics_columns, metrics_rows, METRICS_SCHEMA),
             _table(breakdown_columns, breakdown_rows, BREAKDOWN_SCHEMA),
+            _table(
+                list(HOUR_SEEKERS_SCHEMA.names),
+                sorted(hour_seekers, key=lambda r: (r[0], r[1], r[2])),
+                HOUR_SEEKERS_SCHEMA,
+            ),
             pa.Table.from_arrays(
                 [pa.array([s[i] for s in ordered], pa.string()) for i in range(3)],
                 schema=SEEKERS_SCHEMA,

@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from leadflow.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only to migrate: a run on an up-to-date store reads the revision itself.
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -189,6 +190,8 @@ def describe_connect_error(engine: Engine, exc: DBAPIError) -> str:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -196,22 +199,26 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory(str(MIGRATIONS))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    """The newest migration: the highest of the files' numbers, which are their revision ids
+    (`NNNN_name.py` holds revision "NNNN"; tests check this against Alembic's own reading)."""
+    return max(path.name.partition("_")[0] for path in (MIGRATIONS / "versions").glob("*_*.py"))
 
 
 def revisions() -> list[str]:
     """Every migration, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS))
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's migration (Alembic's `alembic_version` table), None for an empty store."""
     check_connection(engine)
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -220,6 +227,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     Safe to start from several processes at once: the migrations take a lock (an advisory lock
     in PostgreSQL, the write lock in SQLite) and see what the others applied before them.
     """
+    from alembic import command
+
     check_connection(engine)
     try:
         command.upgrade(alembic_config(engine), revision)

@@ -16,9 +16,12 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    true,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.selectable import TableValuedAlias
 
+from leadflow.events import Kind
 from leadflow.store.schema import (
     LEADS_BREAKDOWN_KEYS,
     cron_runs,
@@ -151,10 +154,14 @@ def hour_seekers(
     if not has_hour_seekers(conn):
         return None
     t = listing_hour_seekers
-    query = select(t.c.date, t.c.hour, t.c.kind, t.c.seeker_id).where(
+    query = select(t.c.date, t.c.hour, t.c.viewers, t.c.lead_seekers).where(
         t.c.listing_id == listing_id, hour_range(t, start, end)
     )
-    return [(row[0], int(row[1]), str(row[2]), str(row[3])) for row in conn.execute(query)]
+    found: list[tuple[date, int, str, str]] = []
+    for day, hour, viewers, lead_seekers in conn.execute(query):
+        for kind, ids in ((Kind.VIEW.value, viewers), (Kind.LEAD.value, lead_seekers)):
+            found.extend((day, int(hour), kind, str(seeker)) for seeker in ids)
+    return found
 
 
 def lister_listing_totals(
@@ -188,17 +195,26 @@ def lister_uniques(
     if not has_hour_seekers(conn):
         return dict.fromkeys(UNIQUE_COUNTERS)
     t = listing_hour_seekers
-    query = (
-        select(t.c.kind, func.count(), func.count(distinct(t.c.seeker_id)))
-        .where(t.c.listing_id.in_(_owned(lister_id)), hour_range(t, start, end))
-        .group_by(t.c.kind)
-    )
-    found = {str(kind): (int(rows), int(seekers)) for kind, rows, seekers in conn.execute(query)}
     result: dict[str, int | None] = {}
     for counter, kind in UNIQUE_COUNTERS.items():
-        rows, seekers = found.get(kind, (0, 0))
-        result[counter] = seekers if rows == hourly.get(counter, 0) else None
+        ids = _json_elements(conn, t.c.viewers if kind == Kind.VIEW else t.c.lead_seekers)
+        query = (
+            select(func.count(), func.count(distinct(ids.c.value)))
+            .select_from(t)
+            .join(ids, true())
+            .where(t.c.listing_id.in_(_owned(lister_id)), hour_range(t, start, end))
+        )
+        pairs, seekers = conn.execute(query).one()
+        # Every hour's identities are there iff the (hour, seeker) pairs match the hourly counts.
+        result[counter] = int(seekers) if int(pairs) == hourly.get(counter, 0) else None
     return result
+
+
+def _json_elements(conn: Connection, column: ColumnElement[Any]) -> TableValuedAlias:
+    """The text elements of a JSON array column, as a table-valued function with a `value`."""
+    if conn.dialect.name == "postgresql":
+        return func.jsonb_array_elements_text(column).table_valued("value")
+    return func.json_each(column).table_valued("value")
 
 
 def lister_lead_channels(

@@ -143,18 +143,19 @@ listing_seekers = Table(
     sqlite_with_rowid=False,
 )
 
-# The distinct seekers who viewed a listing or contacted its lister in each UTC hour: the exact
-# structure behind unique counts over any range of hours (a day, a week, a month in any time
-# zone). Replaced along with its hour. Optional for readers: a store whose migrations predate it
-# has no such table, and then only hourly unique counts are known.
+# The distinct seekers who viewed a listing or contacted its lister in each UTC hour, as sorted
+# JSON arrays of seeker ids: the exact structure behind unique counts over any range of hours (a
+# day, a week, a month in any time zone). One row per hour with a viewer or a lead, keyed as
+# listing_analytics and replaced along with its hour. An hour written before migration 0002 has
+# no row: over a range holding such an hour, only hourly unique counts are known.
 listing_hour_seekers = Table(
     "listing_hour_seekers",
     metadata,
     Column("listing_id", String(128), primary_key=True),
     Column("date", Date, primary_key=True),
     Column("hour", SmallInteger, primary_key=True),
-    Column("kind", String(8), primary_key=True),
-    Column("seeker_id", String(256), primary_key=True),
+    Column("viewers", JsonDoc, nullable=False),
+    Column("lead_seekers", JsonDoc, nullable=False),
     sqlite_with_rowid=False,
 )
 

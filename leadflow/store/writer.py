@@ -1,21 +1,31 @@
 """Bulk writes of one slice of a run, inside the caller's transaction.
 
-`SliceWriter(conn, now)` gives the writer of the connection's store: SQLite's `executemany` in
-key order, or PostgreSQL's COPY into temporary staging tables and one set-based statement each.
+`SliceWriter(conn, now)` gives the writer of the connection's store. Both stores take a slice's
+Arrow tables into staging tables without turning rows into Python objects, then write each
+table with one set-based statement: SQLite through ADBC's bulk ingest into a scratch database
+file that the store's connection attaches, PostgreSQL through COPY into temporary tables.
+Close the writer (it is a context manager) after the transaction ends.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from types import TracebackType
 from typing import Any
+from uuid import uuid4
 
+import adbc_driver_manager as adbc
+import adbc_driver_sqlite as adbc_sqlite
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Table, inspect, text
+from sqlalchemy import Table, Update, bindparam, inspect, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
@@ -27,6 +37,7 @@ from leadflow.store.schema import (
     leads,
     listing_analytics,
     listing_analytics_breakdown,
+    listing_hour_seekers,
     listing_seekers,
 )
 from leadflow.store.schema import listings as listings_table
@@ -51,26 +62,92 @@ def arrow_rows(table: pa.Table, columns: Sequence[str]) -> Iterator[tuple[Any, .
         yield from zip(*values, strict=True)
 
 
+def _bulk_ingest(path: str, name: str, rows: pa.Table) -> None:
+    """Create table `name` holding `rows` in the new SQLite database file `path` (ADBC's bulk
+    ingest: a prepared INSERT bound from the Arrow buffers in C, in one transaction)."""
+    with (
+        adbc_sqlite.connect(path) as database,
+        adbc.AdbcConnection(database) as connection,
+    ):
+        for pragma in ("journal_mode=OFF", "synchronous=OFF"):
+            with adbc.AdbcStatement(connection) as statement:
+                statement.set_sql_query(f"PRAGMA {pragma}")
+                statement.execute_query()
+        with adbc.AdbcStatement(connection) as statement:
+            statement.set_options(
+                **{
+                    adbc.StatementOptions.INGEST_TARGET_TABLE.value: name,
+                    adbc.StatementOptions.INGEST_MODE.value: adbc.INGEST_OPTION_MODE_CREATE,
+                }
+            )
+            statement.bind_stream(rows.to_reader())
+            statement.execute_update()
+
+
+def _text_table(table: pa.Table) -> pa.Table:
+    """`table` with dates and times as text (_text_column)."""
+    return pa.table({name: _text_column(table.column(name)) for name in table.column_names})
+
+
 class SliceWriter:
     """Writes one slice's rows through the DBAPI connection under a SQLAlchemy transaction.
 
-    The statements are built with SQLAlchemy Core for the connection's dialect; rows go through
-    `executemany` in key order, which is SQLite's fastest path.
+    SQLite: each bulk table is loaded into a fresh scratch database file by ADBC's bulk ingest
+    (C, about twice Python's `executemany`, and no Python object per value), attached to the
+    store's connection inside the transaction, and written with one INSERT … SELECT in the
+    table's key order. The scratch files are detached and deleted by `close()`.
     """
 
-    def __new__(cls, conn: Connection, now: datetime) -> SliceWriter:
+    def __new__(cls, conn: Connection, now: datetime, scratch: str | None = None) -> SliceWriter:
         if cls is SliceWriter and conn.dialect.name == "postgresql":
             cls = PostgresSliceWriter
         return super().__new__(cls)
 
-    def __init__(self, conn: Connection, now: datetime) -> None:
+    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
         self.conn = conn
         self.dbapi: Any = conn.connection.driver_connection
         self.dialect = conn.dialect
         self.now = now
         self.now_text = now.strftime(TIMESTAMP_TEXT + ".%f")
+        self._own_scratch = scratch is None
+        self.scratch = scratch
         self._temp_ready = False
+        self._attached: dict[str, str] = {}  # schema name → scratch file
+        self._staged: dict[str, pa.Table] = {}  # staging table → the rows it holds
         self._owns_listings: bool | None = None
+        # Whether the slice's hours are new to the store (upsert_analytics finds out).
+        self._fresh = False
+        # What the slice's hours held before and hold after its writes, per listing.
+        self._totals = _Differences()
+        self._breakdowns = _Differences(keys=2)
+        self._seekers = _Differences(keys=1)
+
+    def __enter__(self) -> SliceWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Detach and delete the scratch files (SQLite refuses to detach inside a transaction)."""
+        try:
+            while self._attached:
+                schema, path = self._attached.popitem()
+                try:
+                    self.dbapi.execute(f"DETACH DATABASE {schema}")
+                finally:
+                    for suffix in ("", "-journal"):
+                        if os.path.exists(path + suffix):
+                            os.remove(path + suffix)
+        finally:
+            if self._own_scratch and self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                self.scratch = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -81,6 +158,49 @@ class SliceWriter:
                 cursor.executemany(sql, chunk)
         finally:
             cursor.close()
+
+    def _ingest(self, rows: pa.Table) -> str:
+        """`rows` as a table of a freshly attached scratch database; its qualified name.
+
+        Each staging table gets its own file: once the transaction has read an attached file,
+        SQLite holds a lock on it that would keep the next bulk ingest out until commit."""
+        for name, table in self._staged.items():
+            if table is rows:
+                return name
+        if self.scratch is None:
+            self.scratch = tempfile.mkdtemp(prefix="leadflow-stage-")
+        token = uuid4().hex
+        schema = f"lf_stage_{token}"  # unique, should a pooled connection keep one attached
+        path = os.path.join(self.scratch, f"leadflow-stage-{token}.sqlite")
+        _bulk_ingest(path, "rows", _text_table(rows))
+        self.dbapi.execute(f"ATTACH DATABASE ? AS {schema}", (path,))
+        self._attached[schema] = path
+        name = f"{schema}.rows"
+        self._staged[name] = rows
+        return name
+
+    def _insert_select(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        source: str,
+        *,
+        upsert_keys: Sequence[str] = (),
+        ignore: bool = False,
+        constants: dict[str, Any] | None = None,
+    ) -> None:
+        """INSERT the `columns` of staging table `source` (plus `constants`) into `table`."""
+        constants = constants or {}
+        names = ", ".join([*columns, *constants])
+        values = ", ".join([*columns, *("?" for _ in constants)])
+        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        sql = f"{verb} INTO {table.name} ({names}) SELECT {values} FROM {source} WHERE true"
+        if upsert_keys:
+            sets = ", ".join(
+                f"{c} = excluded.{c}" for c in [*columns, *constants] if c not in upsert_keys
+            )
+            sql += f" ON CONFLICT ({', '.join(upsert_keys)}) DO UPDATE SET {sets}"
+        self.dbapi.execute(sql, tuple(constants.values()))
 
     def _insert_sql(
         self,
@@ -111,14 +231,9 @@ class SliceWriter:
         if self._temp_ready:
             return
         self.conn.exec_driver_sql(
-            "CREATE TEMP TABLE IF NOT EXISTS lf_touched_hours "
-            "(listing_id TEXT, date TEXT, hour INTEGER, PRIMARY KEY (listing_id, date, hour))"
-        )
-        self.conn.exec_driver_sql(
             "CREATE TEMP TABLE IF NOT EXISTS lf_touched_listings "
             "(listing_id TEXT PRIMARY KEY, lister_id TEXT, lister_type TEXT)"
         )
-        self.conn.exec_driver_sql("DELETE FROM lf_touched_hours")
         self.conn.exec_driver_sql("DELETE FROM lf_touched_listings")
         self._temp_ready = True
 
@@ -185,39 +300,117 @@ class SliceWriter:
 
     def upsert_analytics(self, rows: pa.Table) -> int:
         """Replace the listing_analytics rows of these (listing, hour)s by the recomputed ones."""
-        columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
-        sql = self._insert_sql(
-            listing_analytics, [*columns, "updated_at"], upsert_keys=["listing_id", "date", "hour"]
-        )
-        now = (self.now_text,)
-        self._executemany(sql, (row + now for row in arrow_rows(rows, columns)))
+        hours = self._hours_table(rows)
+        self._fresh = self._span_is_empty(hours)
+        before = [] if self._fresh else self._query(_old_totals_sql(hours))
+        self._totals.replace(before, _new_totals(rows))
+        self._write_analytics(hours)
         return int(rows.num_rows)
+
+    def _span_is_empty(self, hours: str) -> bool:
+        """Whether the store holds no hour of these listings from the staged hours' first to their
+        last: then they are new, with nothing to subtract or delete (each slice of a first run
+        or a backfill), and the per-hour probes of what they held before are skipped."""
+        (first_date, last_date), *_ = self._query(f"SELECT min(date), max(date) FROM {hours}")
+        if first_date is None:
+            return True
+        span = {"d0": first_date, "d1": last_date}
+        (first_hour,) = self.conn.execute(
+            text(f"SELECT min(hour) FROM {hours} WHERE date = :d0"), span
+        ).one()
+        (last_hour,) = self.conn.execute(
+            text(f"SELECT max(hour) FROM {hours} WHERE date = :d1"), span
+        ).one()
+        found = self.conn.execute(
+            text(
+                "SELECT 1 FROM listing_analytics a "
+                f"WHERE a.listing_id IN (SELECT listing_id FROM {hours}) "
+                "AND a.date BETWEEN :d0 AND :d1 "
+                "AND (a.date > :d0 OR a.hour >= :h0) AND (a.date < :d1 OR a.hour <= :h1) LIMIT 1"
+            ),
+            {**span, "h0": first_hour, "h1": last_hour},
+        ).first()
+        return found is None
+
+    def _write_analytics(self, staged: str) -> None:
+        columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
+        self._insert_select(
+            listing_analytics,
+            columns,
+            staged,
+            upsert_keys=["listing_id", "date", "hour"],
+            constants={"updated_at": self.now_text},
+        )
+
+    def _hours_table(self, touched: pa.Table) -> str:
+        """The staged table holding these (listing_id, date, hour)s."""
+        return self._ingest(touched)
+
+    def _seekers_table(self, rows: pa.Table) -> str:
+        return self._ingest(rows)
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.conn.exec_driver_sql(sql)]
 
     def replace_breakdown(self, touched: pa.Table, rows: pa.Table) -> None:
         """Replace the per-hour breakdown rows of the touched (listing, hour)s."""
-        self._prepare_temp()
-        keys = ["listing_id", "date", "hour"]
-        self._executemany(
-            "INSERT OR IGNORE INTO lf_touched_hours VALUES (?, ?, ?)", arrow_rows(touched, keys)
-        )
-        self.conn.exec_driver_sql(
-            # A row-value IN probes the primary key per touched hour; EXISTS would scan the table.
-            "DELETE FROM listing_analytics_breakdown WHERE (listing_id, date, hour) IN "
-            "(SELECT listing_id, date, hour FROM lf_touched_hours)"
-        )
-        columns = ["listing_id", "date", "hour", "dimension", "key", "count"]
-        self._executemany(
-            self._insert_sql(listing_analytics_breakdown, columns), arrow_rows(rows, columns)
-        )
+        before = [] if self._fresh else self._query(_old_breakdown_sql(self._hours_table(touched)))
+        self._breakdowns.replace(before, _new_breakdown(rows))
+        self._replace_hours(listing_analytics_breakdown, touched, rows)
+
+    def replace_hour_seekers(self, touched: pa.Table, rows: pa.Table) -> None:
+        """Replace the per-hour seeker identities of the touched (listing, hour)s."""
+        self._replace_hours(listing_hour_seekers, touched, rows)
+
+    def _replace_hours(self, table: Table, touched: pa.Table, rows: pa.Table) -> None:
+        """Delete `table`'s rows of the touched (listing, hour)s, then insert `rows`."""
+        if not self._fresh:
+            self.dbapi.execute(
+                # A row-value IN probes the primary key per touched hour; EXISTS would scan it.
+                f"DELETE FROM {table.name} WHERE (listing_id, date, hour) IN "
+                f"(SELECT listing_id, date, hour FROM {self._ingest(touched)})"
+            )
+        self._insert_select(table, [c.name for c in table.c], self._ingest(rows))
 
     def add_seekers(self, rows: pa.Table) -> None:
+        """Remember these distinct (listing, kind, seeker)s; count per listing the new ones."""
+        staged = self._seekers_table(rows)
+        self._seekers.replace(self._query(_known_seekers_sql(staged)), _new_seekers(rows))
+        self._insert_seekers(staged)
+
+    def _insert_seekers(self, staged: str) -> None:
         columns = ["listing_id", "kind", "seeker_id"]
-        self._executemany(
-            self._insert_sql(listing_seekers, columns, ignore=True), arrow_rows(rows, columns)
-        )
+        self._insert_select(listing_seekers, columns, staged, ignore=True)
 
     def refresh_listings(self, listers: pa.Table) -> int:
-        """Recompute the cumulative totals of these listings from their hourly rows."""
+        """Bring the cumulative totals of these listings up to date.
+
+        A listing whose totals leadflow keeps (its row has `analytics_updated_at`) gets them
+        by difference: what this slice's hours hold now less what they held before, captured by
+        the steps above; an hour replaced by itself changes nothing. Any other listing (new, or
+        a portal's row leadflow has not computed yet) is recomputed from all its hours.
+        """
+        names = listers.column("listing_id").to_pylist()
+        kept = self._kept_listings(names) if self._totals.seen else {}
+        updates = [
+            self._updated(listing, kept[listing], lister_id, lister_type)
+            for listing, lister_id, lister_type in zip(
+                names,
+                listers.column("lister_id").to_pylist(),
+                listers.column("lister_type").to_pylist(),
+                strict=True,
+            )
+            if listing in kept
+        ]
+        if updates:
+            self.conn.execute(_kept_update(self.owns_listings()), updates)
+        if len(kept) < len(names):
+            fresh = pc.invert(pc.is_in(listers["listing_id"], pa.array(list(kept), pa.string())))
+            self._recompute_listings(listers.filter(fresh))
+        return int(listers.num_rows)
+
+    def _recompute_listings(self, listers: pa.Table) -> None:
+        """Recompute these listings' totals from all their hourly rows."""
         self._prepare_temp()
         self._executemany(
             "INSERT OR REPLACE INTO lf_touched_listings VALUES (?, ?, ?)",
@@ -225,7 +418,46 @@ class SliceWriter:
         )
         sql = _REFRESH_LISTINGS_SQLITE if self.owns_listings() else _UPDATE_LISTINGS_SQLITE
         self.conn.execute(text(sql), {"now": self.now_text})
-        return int(listers.num_rows)
+
+    def _kept_listings(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The listings rows (of `names`) whose totals leadflow keeps, by listing id."""
+        t = listings_table
+        kept: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(names), 500):
+            # A portal's table may have no lister columns: leadflow reads and writes only its own.
+            listers = (t.c.lister_id, t.c.lister_type) if self.owns_listings() else ()
+            query = select(t.c.listing_id, *listers, *(t.c[c] for c in _KEPT_COLUMNS)).where(
+                t.c.listing_id.in_(names[start : start + 500]),
+                t.c.analytics_updated_at.is_not(None),
+            )
+            for row in self.conn.execute(query):
+                kept[row.listing_id] = dict(row._mapping)
+        return kept
+
+    def _updated(
+        self, listing: str, row: dict[str, Any], lister_id: str | None, lister_type: str | None
+    ) -> dict[str, Any]:
+        """The new analytics values of a kept listing: its row plus this slice's differences."""
+        values: dict[str, Any] = {"b_listing_id": listing, "analytics_updated_at": self.now}
+        totals = self._totals.of(listing).get((), [0] * len(_TOTALS))
+        for index, column in enumerate(_TOTALS):
+            values[column] = int(row[column]) + totals[index]
+        added = self._seekers.of(listing)
+        for kind, column in ((Kind.VIEW.value, "unique_views"), (Kind.LEAD.value, "unique_leads")):
+            values[column] = int(row[column]) + added.get((kind,), [0])[0]
+        views, leads_ = values["total_views"], values["total_leads"]
+        values["conversion_rate"] = leads_ * 100.0 / views if views > 0 else 0.0
+        shares = dict(row["share_breakdown"] or {})
+        channels = dict(row["leads_breakdown"] or {})
+        for (dimension, key), (change,) in self._breakdowns.of(listing).items():
+            counts = shares if dimension == "share_platform" else channels
+            counts[key] = int(counts.get(key, 0)) + change
+        values["share_breakdown"] = {k: v for k, v in sorted(shares.items()) if v}
+        values["leads_breakdown"] = {k: int(channels.get(k, 0)) for k in LEADS_BREAKDOWN_KEYS}
+        if self.owns_listings():
+            values["lister_id"] = lister_id if lister_id is not None else row["lister_id"]
+            values["lister_type"] = lister_type if lister_type is not None else row["lister_type"]
+        return values
 
     def owns_listings(self) -> bool:
         """Whether `listings` is leadflow's own table, or a portal's that leadflow only annotates.
@@ -246,8 +478,8 @@ class PostgresSliceWriter(SliceWriter):
     Times are written with their zone ('…Z'), so the session's time zone cannot shift them.
     """
 
-    def __init__(self, conn: Connection, now: datetime) -> None:
-        super().__init__(conn, now)
+    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
+        super().__init__(conn, now, scratch)
         self._staged: dict[str, pa.Table] = {}
 
     def _execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -335,41 +567,48 @@ class PostgresSliceWriter(SliceWriter):
         self._copy("lead_events", ["event_uuid", "lead_id"], events)
         return int(count)
 
-    def upsert_analytics(self, rows: pa.Table) -> int:
+    def _hours_table(self, touched: pa.Table) -> str:
+        if self._staged.get("lf_stage_analytics") is touched:
+            return "lf_stage_analytics"  # the hours upsert_analytics staged are these
+        if "total_views" in touched.column_names:
+            columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
+            self._stage("lf_stage_analytics", "listing_analytics", columns, touched)
+            return "lf_stage_analytics"
+        if self._staged.get("lf_touched_hours") is not touched:
+            keys = ["listing_id", "date", "hour"]
+            self._stage("lf_touched_hours", "listing_analytics", keys, touched)
+        return "lf_touched_hours"
+
+    def _write_analytics(self, staged: str) -> None:
         columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
-        self._stage("lf_stage_analytics", "listing_analytics", columns, rows)
         updates = ", ".join(f"{c} = excluded.{c}" for c in [*columns[3:], "updated_at"])
         self._execute(
             f"INSERT INTO listing_analytics ({', '.join(columns)}, updated_at) "
-            f"SELECT {', '.join(columns)}, %s FROM lf_stage_analytics "
+            f"SELECT {', '.join(columns)}, %s FROM {staged} "
             f"ON CONFLICT (listing_id, date, hour) DO UPDATE SET {updates}",
             (self.now,),
         )
-        return int(rows.num_rows)
 
-    def replace_breakdown(self, touched: pa.Table, rows: pa.Table) -> None:
-        keys = ["listing_id", "date", "hour"]
-        if self._staged.get("lf_stage_analytics") is touched:
-            hours = "lf_stage_analytics"  # the hours upsert_analytics staged are these
-        else:
-            self._stage("lf_touched_hours", "listing_analytics", keys, touched)
-            hours = "lf_touched_hours"
-        self._execute(
-            f"DELETE FROM listing_analytics_breakdown b USING {hours} t "
-            "WHERE b.listing_id = t.listing_id AND b.date = t.date AND b.hour = t.hour"
-        )
-        columns = ["listing_id", "date", "hour", "dimension", "key", "count"]
-        self._copy("listing_analytics_breakdown", columns, rows)
+    def _replace_hours(self, table: Table, touched: pa.Table, rows: pa.Table) -> None:
+        if not self._fresh:
+            self._execute(
+                f"DELETE FROM {table.name} b USING {self._hours_table(touched)} t "
+                "WHERE b.listing_id = t.listing_id AND b.date = t.date AND b.hour = t.hour"
+            )
+        self._copy(table.name, [c.name for c in table.c], rows)
 
-    def add_seekers(self, rows: pa.Table) -> None:
+    def _seekers_table(self, rows: pa.Table) -> str:
         columns = ["listing_id", "kind", "seeker_id"]
         self._stage("lf_stage_seekers", "listing_seekers", columns, rows)
+        return "lf_stage_seekers"
+
+    def _insert_seekers(self, staged: str) -> None:
         self._execute(
             "INSERT INTO listing_seekers (listing_id, kind, seeker_id) "
-            "SELECT listing_id, kind, seeker_id FROM lf_stage_seekers ON CONFLICT DO NOTHING"
+            f"SELECT listing_id, kind, seeker_id FROM {staged} ON CONFLICT DO NOTHING"
         )
 
-    def refresh_listings(self, listers: pa.Table) -> int:
+    def _recompute_listings(self, listers: pa.Table) -> None:
         self._execute(
             "CREATE TEMP TABLE IF NOT EXISTS lf_touched_listings "
             "(listing_id text PRIMARY KEY, lister_id text, lister_type text) ON COMMIT DROP"
@@ -379,7 +618,6 @@ class PostgresSliceWriter(SliceWriter):
         self._execute("ANALYZE lf_touched_listings")
         sql = _REFRESH_LISTINGS_POSTGRES if self.owns_listings() else _UPDATE_LISTINGS_POSTGRES
         self.conn.execute(text(sql), {"now": self.now})
-        return int(listers.num_rows)
 
 
 def _zoned(table: pa.Table) -> pa.Table:
@@ -412,6 +650,106 @@ ANALYTICS_COLUMNS: tuple[str, ...] = (
     "leads_breakdown",
     "analytics_updated_at",
 )
+
+
+# -- the listings' totals, kept by difference ----------------------------------------------------
+
+# The listings columns a kept listing's new values are computed from.
+_KEPT_COLUMNS: tuple[str, ...] = (
+    *_TOTALS,
+    "unique_views",
+    "unique_leads",
+    "share_breakdown",
+    "leads_breakdown",
+)
+
+
+class _Differences:
+    """Per listing, what a slice's rows of one kind add up to after its writes, less before.
+
+    Rows are (listing_id, *key, *values), with `keys` key columns after the listing id."""
+
+    def __init__(self, keys: int = 0) -> None:
+        self.keys = keys
+        self.seen = False
+        self._by_listing: dict[str, dict[tuple[Any, ...], list[int]]] = {}
+
+    def replace(self, before: Sequence[Sequence[Any]], after: Sequence[Sequence[Any]]) -> None:
+        self.seen = True
+        for rows, sign in ((after, 1), (before, -1)):
+            for row in rows:
+                key = tuple(row[1 : 1 + self.keys])
+                values = [int(v or 0) for v in row[1 + self.keys :]]
+                held = self._by_listing.setdefault(str(row[0]), {}).setdefault(
+                    key, [0] * len(values)
+                )
+                for i, value in enumerate(values):
+                    held[i] += sign * value
+
+    def of(self, listing: str) -> dict[tuple[Any, ...], list[int]]:
+        return self._by_listing.get(listing, {})
+
+
+def _old_totals_sql(hours: str) -> str:
+    """Per listing, the _TOTALS sums of its listing_analytics rows of the staged hours."""
+    sums = ", ".join(f"sum(a.{source})" for source in _TOTALS.values())
+    return (
+        f"SELECT a.listing_id, {sums} FROM listing_analytics a "
+        f"WHERE (a.listing_id, a.date, a.hour) IN (SELECT listing_id, date, hour FROM {hours}) "
+        "GROUP BY a.listing_id"
+    )
+
+
+def _old_breakdown_sql(hours: str) -> str:
+    return (
+        "SELECT b.listing_id, b.dimension, b.key, sum(b.count) "
+        "FROM listing_analytics_breakdown b "
+        f"WHERE (b.listing_id, b.date, b.hour) IN (SELECT listing_id, date, hour FROM {hours}) "
+        "GROUP BY b.listing_id, b.dimension, b.key"
+    )
+
+
+def _known_seekers_sql(staged: str) -> str:
+    """Per (listing, kind), how many of the staged seekers the store already has."""
+    return (
+        "SELECT s.listing_id, s.kind, count(*) FROM listing_seekers s "
+        "WHERE (s.listing_id, s.kind, s.seeker_id) IN "
+        f"(SELECT listing_id, kind, seeker_id FROM {staged}) "
+        "GROUP BY s.listing_id, s.kind"
+    )
+
+
+def _grouped(rows: pa.Table, keys: Sequence[str], sums: Sequence[str]) -> list[tuple[Any, ...]]:
+    """(keys..., sum of each of `sums`) per group of `rows` (count(*) when `sums` is empty)."""
+    if rows.num_rows == 0:
+        return []
+    aggregates: list[tuple[Any, str]] = [(c, "sum") for c in sums] or [([], "count_all")]
+    grouped = rows.group_by(list(keys)).aggregate(aggregates)
+    names = [f"{c}_sum" for c in sums] or ["count_all"]
+    columns = [grouped.column(c).to_pylist() for c in [*keys, *names]]
+    return list(zip(*columns, strict=True))
+
+
+def _new_totals(metrics: pa.Table) -> list[tuple[Any, ...]]:
+    return _grouped(metrics, ["listing_id"], list(_TOTALS.values()))
+
+
+def _new_breakdown(rows: pa.Table) -> list[tuple[Any, ...]]:
+    return _grouped(rows, ["listing_id", "dimension", "key"], ["count"])
+
+
+def _new_seekers(rows: pa.Table) -> list[tuple[Any, ...]]:
+    return _grouped(rows, ["listing_id", "kind"], [])
+
+
+def _kept_update(own_table: bool) -> Update:
+    """UPDATE of a kept listing's analytics columns (and, in leadflow's own table, its lister)."""
+    columns = [*ANALYTICS_COLUMNS, *(("lister_id", "lister_type") if own_table else ())]
+    return (
+        update(listings_table)
+        .where(listings_table.c.listing_id == bindparam("b_listing_id"))
+        .values({c: bindparam(c) for c in columns})
+    )
 
 
 def _refresh_listings(totals_select: str, own_table: bool) -> str:

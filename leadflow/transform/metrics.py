@@ -127,6 +127,32 @@ GROUP BY listing_id, hour_ts, dimension, key{having}{order}
 """
 
 
+# The columns of hour_seekers_sql, in order (the listing_hour_seekers row).
+HOUR_SEEKERS_COLUMNS: tuple[str, ...] = ("listing_id", "date", "hour", "viewers", "lead_seekers")
+
+
+def hour_seekers_sql(events: str) -> str:
+    """Per (listing, hour) with a viewer or a lead: its distinct viewers and lead seekers, as
+    sorted JSON arrays (DuckDB; the PostHog source gets the same sets from hourly_metrics_sql's
+    `identities`)."""
+
+    def ids(kind: Kind) -> str:
+        return (
+            f"to_json(coalesce(list_sort(list_distinct("
+            f"list(seeker_id) FILTER (WHERE kind = '{kind}'))), []))"
+        )
+
+    return f"""
+SELECT listing_id, {DUCKDB.date_of("hour_ts")} AS date, {DUCKDB.hour_of("hour_ts")} AS hour,
+       CAST({ids(Kind.VIEW)} AS VARCHAR) AS viewers,
+       CAST({ids(Kind.LEAD)} AS VARCHAR) AS lead_seekers
+FROM {events}
+WHERE kind IN ('{Kind.VIEW}', '{Kind.LEAD}')
+GROUP BY listing_id, hour_ts
+ORDER BY listing_id, hour_ts
+"""
+
+
 def listing_seekers_sql(events: str) -> str:
     """The distinct (listing, view|lead, seeker) identities behind all-time unique counts.
 
