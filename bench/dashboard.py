@@ -2,6 +2,7 @@
 
     python -m bench.dashboard                       # 10,000 listings, 1,000,000 leads, a year
     python -m bench.dashboard --listings 2000 --leads 100000
+    python -m bench.dashboard --lead-pages --postgres   # the leads board's pages, both stores
 
 The store is synthesised straight into SQLite (cached under bench/data/): the demo generator
 would need some 80 million events for a million leads. Listings belong to listers with a
@@ -280,6 +281,100 @@ def time_requests(path: Path) -> list[tuple[str, str, float, int]]:
     return results
 
 
+def lead_page_queries(lister: str, listing: str) -> dict[str, Any]:
+    """The leads board's first pages: each sort, typical filters, for the lister and an admin."""
+    from leadflow.store.leads import LeadQuery
+
+    month_ago = END - timedelta(days=30)
+    return {
+        "lister, last action": LeadQuery(scope_lister=lister),
+        "lister, last action asc": LeadQuery(scope_lister=lister, order="asc"),
+        "lister, created": LeadQuery(scope_lister=lister, sort="created"),
+        "lister, score": LeadQuery(scope_lister=lister, sort="score"),
+        "lister, phone by score": LeadQuery(scope_lister=lister, channels=("phone",), sort="score"),
+        "lister, new in 30 days": LeadQuery(
+            scope_lister=lister, statuses=("new",), last_action_from=month_ago, last_action_to=END
+        ),
+        "lister, score 60-100": LeadQuery(scope_lister=lister, min_score=60, max_score=100),
+        "lister, one listing": LeadQuery(scope_lister=lister, listing_id=listing),
+        "admin, last action": LeadQuery(),
+        "admin, created": LeadQuery(sort="created"),
+        "admin, score": LeadQuery(sort="score"),
+        "admin, one lister": LeadQuery(lister_id=lister),
+        "admin, phone or whatsapp": LeadQuery(channels=("phone", "whatsapp")),
+        "admin, new in 30 days": LeadQuery(
+            statuses=("new",), last_action_from=month_ago, last_action_to=END
+        ),
+    }
+
+
+def time_lead_pages(url: str, lister: str, listing: str) -> list[tuple[str, float, float]]:
+    """(query, first page, second page) in seconds, best of 3, through store/leads.py."""
+    from leadflow.store.db import create_store_engine, ensure_schema
+    from leadflow.store.leads import list_groups
+
+    engine = create_store_engine(url)
+    ensure_schema(engine)
+    results = []
+    for name, query in lead_page_queries(lister, listing).items():
+        timings = []
+        for _ in range(3):
+            with engine.connect() as conn:
+                started = time.perf_counter()
+                page = list_groups(conn, query, 25)
+                first = time.perf_counter() - started
+                second = 0.0
+                if page.next_cursor is not None:
+                    started = time.perf_counter()
+                    list_groups(conn, query, 25, page.next_cursor)
+                    second = time.perf_counter() - started
+            timings.append((first, second))
+        results.append((name, min(t[0] for t in timings), min(t[1] for t in timings)))
+    engine.dispose()
+    return results
+
+
+def copy_to_postgres(path: Path, url: str) -> None:
+    """The SQLite store's listings, leads and analytics, copied into a migrated PostgreSQL one."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from leadflow.store.db import create_store_engine, upgrade
+
+    engine = create_store_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    target = make_url(url)
+    db = sqlite3.connect(path)
+    with psycopg.connect(
+        host=target.host,
+        port=target.port,
+        user=target.username,
+        password=target.password,
+        dbname=target.database,
+    ) as pg:
+        for table in ("listings", "leads", "listing_analytics", "listing_analytics_breakdown"):
+            columns = ",".join(r[1] for r in db.execute(f"PRAGMA table_info({table})"))
+            with pg.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in db.execute(f"SELECT {columns} FROM {table}"):
+                    copy.write_row(row)
+        pg.execute(
+            "SELECT setval(pg_get_serial_sequence('leads', 'id'), (SELECT max(id) FROM leads))"
+        )
+        pg.commit()
+        pg.autocommit = True
+        pg.execute("VACUUM ANALYZE")
+    db.close()
+
+
+def print_lead_pages(store: str, results: list[tuple[str, float, float]]) -> None:
+    for name, first, second in results:
+        flag = "  over 200 ms" if first > 0.2 else ""
+        print(
+            f"{store:>10}  {name:<26} {first * 1000:7.0f} ms  page 2 {second * 1000:7.0f} ms{flag}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listings", type=int, default=10_000)
@@ -287,6 +382,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listers", type=int, default=1_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--lead-pages", action="store_true", help="time only the leads board's pages"
+    )
+    parser.add_argument(
+        "--postgres", action="store_true", help="also on PostgreSQL (a throwaway cluster)"
+    )
     args = parser.parse_args(argv)
     folder = DATA / f"dashboard-{args.listings}-{args.leads}-{args.listers}-{args.days}"
     path = folder / "leadflow.db"
@@ -315,6 +416,18 @@ def main(argv: list[str] | None = None) -> None:
         f"{counts['listing_analytics']:,} hourly rows; busiest lister {busiest[0]}: "
         f"{busiest[1]:,} listings, {busiest_leads:,} lead records"
     )
+    lister = busiest[0]
+    listing = "listing-002594" if args.listings == 10_000 else "listing-000000"
+    print_lead_pages("sqlite", time_lead_pages(f"sqlite:///{path}", lister, listing))
+    if args.postgres:
+        from bench.postgres import postgres_database
+
+        with postgres_database(None) as database:
+            url = database("dashboard")
+            copy_to_postgres(path, url)
+            print_lead_pages("postgresql", time_lead_pages(url, lister, listing))
+    if args.lead_pages:
+        return
     results = time_requests(path)
     width = max(len(url) for _, url, _, _ in results)
     for who, url, seconds, size in results:

@@ -155,14 +155,15 @@ def _scope_condition(query: LeadQuery) -> ColumnElement[bool]:
 # -- channel filter (JSON, so per dialect) -----------------------------------------------------
 
 
-def _has_channel(channel: str, dialect: str) -> ColumnElement[bool]:
-    """Whether a record (of the `leads` table in the FROM) has an action on this channel."""
+def _has_channel(channel: str, dialect: str, table: str = "leads") -> ColumnElement[bool]:
+    """Whether a record (of `table`, `leads` or an alias of it, in the FROM) has an action on
+    this channel."""
     action_type, message_type = CHANNEL_ACTIONS[channel]
     if dialect == "postgresql":
         wanted: dict[str, str] = {"action_type": action_type}
         if message_type:
             wanted["message_type"] = message_type
-        clause = text(f"leads.lead_actions @> CAST(:channel_{channel} AS JSONB)").bindparams(
+        clause = text(f"{table}.lead_actions @> CAST(:channel_{channel} AS JSONB)").bindparams(
             **{f"channel_{channel}": json.dumps([wanted])}
         )
     else:
@@ -172,13 +173,15 @@ def _has_channel(channel: str, dialect: str) -> ColumnElement[bool]:
             condition += f" AND json_extract(a.value, '$.message_type') = :message_{channel}"
             params[f"message_{channel}"] = message_type
         clause = text(
-            f"EXISTS (SELECT 1 FROM json_each(leads.lead_actions) a WHERE {condition})"
+            f"EXISTS (SELECT 1 FROM json_each({table}.lead_actions) a WHERE {condition})"
         ).bindparams(**params)
     return and_(true(), clause)
 
 
-def _any_channel(channels: Sequence[str], dialect: str) -> ColumnElement[bool]:
-    return or_(false(), *(_has_channel(c, dialect) for c in sorted(set(channels))))
+def _any_channel(
+    channels: Sequence[str], dialect: str, table: str = "leads"
+) -> ColumnElement[bool]:
+    return or_(false(), *(_has_channel(c, dialect, table) for c in sorted(set(channels))))
 
 
 # -- sort keys and cursors ---------------------------------------------------------------------
@@ -276,25 +279,23 @@ def _groups_select(query: LeadQuery, dialect: str) -> Select[Any]:
     return stmt
 
 
+# The lead groups of a scope with at least this many records are listed by walking an index in
+# the page's order (created: the primary key; last action: ix_leads_last_action_pair), one record
+# per group standing for it, until the page is full: a few hundred index entries instead of
+# grouping every record of the scope. Smaller scopes, and the score order (a group's score is a
+# sum over its records, which no index holds), group the scope's records.
+WALK_MIN_RECORDS = 10_000
+
+
 def list_groups(
     conn: Connection, query: LeadQuery, limit: int, cursor: str | None = None
 ) -> LeadPage:
     """A page of lead groups, and the cursor of the next page (None on the last one)."""
-    dialect = conn.dialect.name
-    stmt = _groups_select(query, dialect).subquery("matching")
-    page = select(stmt.c.listing_id, stmt.c.seeker_id, stmt.c.sort_key)
-    row_key = tuple_(stmt.c.sort_key, stmt.c.listing_id, stmt.c.seeker_id)
-    if cursor is not None:
-        key, listing_id, seeker_id = decode_cursor(query, cursor)
-        after = tuple_(
-            _key_param(query.sort, key, dialect), literal(listing_id), literal(seeker_id)
-        )
-        page = page.where(row_key < after if query.order == "desc" else row_key > after)
-    columns = (stmt.c.sort_key, stmt.c.listing_id, stmt.c.seeker_id)
-    page = page.order_by(*(c.desc() if query.order == "desc" else c.asc() for c in columns)).limit(
-        limit + 1
-    )
-    rows = conn.execute(page).all()
+    after = decode_cursor(query, cursor) if cursor is not None else None
+    if query.sort != "score" and _scope_is_large(conn, query):
+        rows = _walk_page(conn, query, limit + 1, after)
+    else:
+        rows = _grouped_page(conn, query, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
     keys = [(row.listing_id, row.seeker_id) for row in rows]
@@ -304,6 +305,198 @@ def list_groups(
         last = rows[-1]
         next_cursor = encode_cursor(query, last.sort_key, last.listing_id, last.seeker_id)
     return LeadPage([by_key[key] for key in keys if key in by_key], next_cursor)
+
+
+def _scope_is_large(conn: Connection, query: LeadQuery) -> bool:
+    if query.listing_id is not None:
+        return False
+    if query.scope_lister is None and query.lister_id is None:
+        return True
+    sample = select(leads.c.id).where(_scope_condition(query)).limit(WALK_MIN_RECORDS).subquery()
+    return int(conn.execute(select(func.count()).select_from(sample)).scalar_one()) >= (
+        WALK_MIN_RECORDS
+    )
+
+
+def _ordered(stmt: Select[Any], columns: Sequence[Any], order: SortOrder) -> Select[Any]:
+    return stmt.order_by(*(c.desc() if order == "desc" else c.asc() for c in columns))
+
+
+def _after(
+    query: LeadQuery, row_key: Sequence[Any], after: tuple[Any, str, str], dialect: str
+) -> ColumnElement[bool]:
+    key, listing_id, seeker_id = after
+    bound = tuple_(_key_param(query.sort, key, dialect), literal(listing_id), literal(seeker_id))
+    return tuple_(*row_key) < bound if query.order == "desc" else tuple_(*row_key) > bound
+
+
+def _grouped_page(
+    conn: Connection, query: LeadQuery, size: int, after: tuple[Any, str, str] | None
+) -> list[Any]:
+    """Up to `size` (listing_id, seeker_id, sort_key) rows by grouping the scope's records."""
+    dialect = conn.dialect.name
+    stmt = _groups_select(query, dialect).subquery("matching")
+    columns = (stmt.c.sort_key, stmt.c.listing_id, stmt.c.seeker_id)
+    page = select(stmt.c.listing_id, stmt.c.seeker_id, stmt.c.sort_key)
+    if after is not None:
+        page = page.where(_after(query, columns, after, dialect))
+    return list(conn.execute(_ordered(page, columns, query.order).limit(size)).all())
+
+
+def _walk_page(
+    conn: Connection, query: LeadQuery, size: int, after: tuple[Any, str, str] | None
+) -> list[Any]:
+    """Up to `size` rows like _grouped_page's, walking the records in the page's order.
+
+    Each group is represented by one record: its first (created order) or the one holding its
+    last action (last-action order, ties to the higher id), so the walk meets each group once,
+    at its sort key. Filters on the group's state look at its records (a group is a few).
+    """
+    dialect = conn.dialect.name
+    sibling = leads.alias("sibling")
+    same_group = and_(
+        sibling.c.listing_id == leads.c.listing_id, sibling.c.seeker_id == leads.c.seeker_id
+    )
+    conditions: list[ColumnElement[bool]] = [_walk_scope(query)]
+    if query.sort == "created":
+        sort_key: ColumnElement[Any] = leads.c.id
+        conditions.append(
+            ~select(sibling.c.id).where(same_group, sibling.c.id < leads.c.id).exists()
+        )
+        status: ColumnElement[Any] | None = leads.c.status
+        last_action: ColumnElement[Any] = (
+            select(func.max(sibling.c.last_action_date)).where(same_group).scalar_subquery()
+        )
+    else:
+        sort_key = _time_key(leads.c.last_action_date, dialect)
+        later = or_(
+            sibling.c.last_action_date > leads.c.last_action_date,
+            and_(sibling.c.last_action_date == leads.c.last_action_date, sibling.c.id > leads.c.id),
+        )
+        conditions.append(
+            ~select(sibling.c.id).where(same_group, sibling.c.id != leads.c.id, later).exists()
+        )
+        status = None
+        last_action = leads.c.last_action_date
+    if query.statuses:
+        conditions.append(
+            status.in_(query.statuses) if status is not None else _first_status_in(query.statuses)
+        )
+    if query.min_score is not None or query.max_score is not None:
+        score = select(func.sum(sibling.c.lead_score)).where(same_group).scalar_subquery()
+        if query.min_score is not None:
+            conditions.append(score >= query.min_score)
+        if query.max_score is not None:
+            conditions.append(score <= query.max_score)
+    if query.last_action_from is not None:
+        conditions.append(last_action >= query.last_action_from)
+    if query.last_action_to is not None:
+        conditions.append(last_action < query.last_action_to)
+    if query.channels:
+        channel = _any_channel(query.channels, dialect, sibling.name)
+        conditions.append(select(sibling.c.id).where(same_group, channel).exists())
+    row_key = (sort_key, leads.c.listing_id, leads.c.seeker_id)
+    if after is not None:
+        conditions.append(_after(query, row_key, after, dialect))
+        conditions.append(_walk_start(query, after[0], dialect))
+    page = select(leads.c.listing_id, leads.c.seeker_id, sort_key.label("sort_key")).where(
+        *conditions
+    )
+    if query.sort == "created":
+        # Ids are unique: the id alone orders the page, straight off the primary key.
+        return list(conn.execute(_ordered(page, [leads.c.id], query.order).limit(size)).all())
+    if dialect != "sqlite":
+        index_order = (leads.c.last_action_date, leads.c.listing_id, leads.c.seeker_id)
+        return list(conn.execute(_ordered(page, index_order, query.order).limit(size)).all())
+    # SQLite's sort key is the stored text cut to milliseconds, an order that the index's (the
+    # text's) refines. Walk the index one row past the page: when that row's key is beyond the
+    # page's last, no other row shares a key with the page and sorting the walked rows by the
+    # key is exact. Otherwise (several records in one millisecond) sort, in SQL, every row from
+    # the last walked one's second on: only those can be among the first `size`.
+    index_order = (leads.c.last_action_date, leads.c.listing_id, leads.c.seeker_id)
+    walked = conn.execute(
+        _ordered(page.add_columns(leads.c.last_action_date), index_order, query.order).limit(
+            size + 1
+        )
+    ).all()
+    if len(walked) <= size or walked[size].sort_key != walked[size - 1].sort_key:
+        rows = sorted(
+            walked[:size],
+            key=lambda r: (r.sort_key, r.listing_id, r.seeker_id),
+            reverse=query.order == "desc",
+        )
+        return list(rows)
+    second = str(walked[size - 1].last_action_date)[:19]
+    page = page.where(
+        leads.c.last_action_date >= _raw_text(second)
+        if query.order == "desc"
+        else leads.c.last_action_date <= _raw_text(second + "~")
+    )
+    return list(conn.execute(_ordered(page, row_key, query.order).limit(size)).all())
+
+
+def _first_status_in(statuses: Sequence[str]) -> ColumnElement[bool]:
+    """Whether the group of the walked record has its first record (its state) in `statuses`.
+
+    An EXISTS, not a scalar subquery's value: PostgreSQL then keeps walking the index instead of
+    sorting every record of the date range.
+    """
+    first = leads.alias("first_record")
+    earlier = leads.alias("earlier")
+    first_of_group = ~(
+        select(earlier.c.id)
+        .where(
+            earlier.c.listing_id == first.c.listing_id,
+            earlier.c.seeker_id == first.c.seeker_id,
+            earlier.c.id < first.c.id,
+        )
+        .exists()
+    )
+    return (
+        select(first.c.id)
+        .where(
+            first.c.listing_id == leads.c.listing_id,
+            first.c.seeker_id == leads.c.seeker_id,
+            first.c.status.in_(statuses),
+            first_of_group,
+        )
+        .exists()
+    )
+
+
+def _raw_text(value: str) -> ColumnElement[Any]:
+    """A literal compared with SQLite's stored time text as text (not through UtcDateTime)."""
+    return literal(value, String())
+
+
+def _walk_scope(query: LeadQuery) -> ColumnElement[bool]:
+    """_scope_condition as a per-record test, so that the walk keeps its index order."""
+    conditions: list[ColumnElement[bool]] = []
+    for lister in (query.scope_lister, query.lister_id):
+        if lister is not None:
+            conditions.append(
+                select(listings.c.listing_id)
+                .where(listings.c.listing_id == leads.c.listing_id, listings.c.lister_id == lister)
+                .exists()
+            )
+    if query.listing_id is not None:
+        conditions.append(leads.c.listing_id == query.listing_id)
+    return and_(true(), *conditions)
+
+
+def _walk_start(query: LeadQuery, key: Any, dialect: str) -> ColumnElement[bool]:
+    """Where in its index the walk resumes after a cursor (the exact bound is _after's)."""
+    if query.sort == "created":
+        bound = _key_param(query.sort, key, dialect)
+        return leads.c.id <= bound if query.order == "desc" else leads.c.id >= bound
+    if dialect != "sqlite":
+        return true()  # the row comparison on (last_action_date, listing, seeker) is the bound
+    second = str(key)[:19]
+    return (
+        leads.c.last_action_date <= _raw_text(second + "~")
+        if query.order == "desc"
+        else leads.c.last_action_date >= _raw_text(second)
+    )
 
 
 def iter_groups(engine: Engine, query: LeadQuery, batch: int = 500) -> Iterator[LeadGroup]:

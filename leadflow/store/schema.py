@@ -84,6 +84,8 @@ leads = Table(
     Index("ix_leads_listing_seeker", "listing_id", "seeker_id"),
     Index("ix_leads_lister_status", "lister_id", "status"),
     Index("ix_leads_last_action", "last_action_date"),
+    # The leads board's walk in last-action order, ties in (listing, seeker) order (store/leads.py).
+    Index("ix_leads_last_action_pair", "last_action_date", "listing_id", "seeker_id"),
 )
 
 # Every lead event ever recorded, so an action is never recorded twice (DESIGN.md §4).
