@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -75,7 +76,8 @@ class BarProgress:
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages quote paths, URLs and commands, whose brackets are not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -97,14 +99,9 @@ def _source(settings: Settings, source: str | None, path: str | None) -> str:
         return pipeline.POSTHOG
     if path:
         return path
-    configured = settings.source or ""
-    if source is None and configured == pipeline.POSTHOG:
-        return pipeline.POSTHOG
-    if configured.startswith("file:") and configured[len("file:") :]:
-        return configured[len("file:") :]
-    has_posthog = settings.posthog_host and settings.posthog_project_id
-    if source is None and has_posthog and settings.posthog_personal_api_key:
-        return pipeline.POSTHOG
+    found = settings.configured_source() if source is None else settings.source_file()
+    if found is not None:
+        return found
     raise _fail(
         "no source given: run `leadflow run --source posthog` (with POSTHOG_HOST, "
         "POSTHOG_PROJECT_ID and POSTHOG_PERSONAL_API_KEY set) or `leadflow run --source file PATH` "
@@ -223,6 +220,8 @@ def demo(
     bind_port = port or settings.serve_port
     if serve_dashboard:
         _check_port_free(bind_host, bind_port)
+    if posthog:
+        _require_chdb()
     if folder.exists() and any(folder.iterdir()):
         err.print(f"using the demo export already in {folder}/ (delete it for fresh data)")
     else:
@@ -295,12 +294,20 @@ def _serve_demo(settings: Settings, host: str, port: int) -> None:
     _serve(settings, host, port)
 
 
+def _require_chdb() -> None:
+    try:
+        import chdb  # noqa: F401
+    except ImportError as exc:
+        raise _fail(
+            "the local PostHog runs on embedded ClickHouse (chdb), an optional dependency: "
+            "pip install 'leadflow[local-posthog]'"
+        ) from exc
+
+
 def _demo_posthog(settings: Settings, folder: Path) -> pipeline.RunSummary:
     """Serve the demo export from a local PostHog stand-in and run the PostHog source on it."""
-    try:
-        from leadflow.sources.local_posthog import LocalPostHog
-    except ImportError as exc:  # pragma: no cover - chdb is a dependency
-        raise _fail(f"the local PostHog needs chdb ({exc}): pip install chdb") from exc
+    from leadflow.sources.local_posthog import LocalPostHog
+
     started = time.perf_counter()
     with LocalPostHog() as local:
         loaded = local.load_export(folder)

@@ -145,3 +145,15 @@ def test_db_upgrade_creates_every_table_at_the_newest_migration(tmp_path):
     assert head_revision() in result.stdout
     tables = set(inspect(create_store_engine(url)).get_table_names())
     assert {"leads", "listing_analytics", "listings", "cron_runs", "source_files"} <= tables
+
+
+def test_demo_on_the_local_posthog_without_chdb_says_what_to_install(tmp_path):
+    hide_chdb = (
+        "import sys; sys.modules['chdb'] = None; from leadflow.cli import main; "
+        "sys.argv = ['leadflow', 'demo', '--posthog', '--no-serve', '--events', '1000', "
+        f"'--database', 'sqlite:///{tmp_path}/d.db', '--dir', '{tmp_path}/export']; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide_chdb], capture_output=True, text=True, timeout=120
+    )
+    assert_one_line_error(result, "leadflow[local-posthog]")
