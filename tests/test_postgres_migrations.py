@@ -78,7 +78,7 @@ def test_downgrade_to_empty_and_up_again(make_store, store_kind):
 
 QUERIES = {
     "ix_leads_lister_status": "SELECT id FROM leads WHERE lister_id = 'x' AND status = 'new'",
-    "ix_leads_listing_seeker": "SELECT id FROM leads WHERE listing_id = 'x' AND seeker_id = 'y'",
+    "ix_leads_group": "SELECT id FROM leads WHERE listing_id = 'x' AND seeker_id = 'y'",
     "listing_analytics": (
         "SELECT total_views FROM listing_analytics "
         "WHERE listing_id = 'x' AND date BETWEEN '2025-01-01' AND '2025-01-31' AND hour = 3"

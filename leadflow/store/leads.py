@@ -233,8 +233,11 @@ def decode_cursor(query: LeadQuery, cursor: str) -> tuple[Any, str, str]:
 # -- reads -------------------------------------------------------------------------------------
 
 
-def _groups_select(query: LeadQuery, dialect: str) -> Select[Any]:
-    """The lead groups matching `query`, one row each with their aggregates and sort key."""
+def _groups_select(query: LeadQuery, dialect: str, with_status: bool = True) -> Select[Any]:
+    """The lead groups matching `query`, one row each with their aggregates and sort key.
+
+    A group's status is its first record's: `with_status=False` leaves that record out when
+    the query does not filter by status (then a page joins only its own groups' records)."""
     aggregates = (
         select(
             leads.c.listing_id,
@@ -256,16 +259,19 @@ def _groups_select(query: LeadQuery, dialect: str) -> Select[Any]:
         "last_action": _time_key(groups.c.last_action_at, dialect),
         "created": groups.c.first_id,
     }[query.sort]
-    stmt = (
-        select(
-            groups.c.listing_id,
-            groups.c.seeker_id,
-            sort_key.label("sort_key"),
-            first.c.status,
+    if with_status or query.statuses:
+        stmt = (
+            select(
+                groups.c.listing_id,
+                groups.c.seeker_id,
+                sort_key.label("sort_key"),
+                first.c.status,
+            )
+            .select_from(groups.join(first, first.c.id == groups.c.first_id))
+            .where(true())
         )
-        .select_from(groups.join(first, first.c.id == groups.c.first_id))
-        .where(true())
-    )
+    else:
+        stmt = select(groups.c.listing_id, groups.c.seeker_id, sort_key.label("sort_key"))
     if query.statuses:
         stmt = stmt.where(first.c.status.in_(query.statuses))
     if query.min_score is not None:
@@ -335,7 +341,7 @@ def _grouped_page(
 ) -> list[Any]:
     """Up to `size` (listing_id, seeker_id, sort_key) rows by grouping the scope's records."""
     dialect = conn.dialect.name
-    stmt = _groups_select(query, dialect).subquery("matching")
+    stmt = _groups_select(query, dialect, with_status=False).subquery("matching")
     columns = (stmt.c.sort_key, stmt.c.listing_id, stmt.c.seeker_id)
     page = select(stmt.c.listing_id, stmt.c.seeker_id, stmt.c.sort_key)
     if after is not None:

@@ -81,9 +81,9 @@ leads = Table(
     Column("run_id", BigInteger),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Index("ix_leads_listing_seeker", "listing_id", "seeker_id"),
+    # A lead group's records, and every column the leads board's grouping reads (store/leads.py).
+    Index("ix_leads_group", "listing_id", "seeker_id", "lead_score", "last_action_date", "id"),
     Index("ix_leads_lister_status", "lister_id", "status"),
-    Index("ix_leads_last_action", "last_action_date"),
     # The leads board's walk in last-action order, ties in (listing, seeker) order (store/leads.py).
     Index("ix_leads_last_action_pair", "last_action_date", "listing_id", "seeker_id"),
 )
