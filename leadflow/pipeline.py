@@ -88,6 +88,19 @@ class RunSummary:
     stopped: str | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def progress_values(self, slices_done: int, slices_total: int) -> dict[str, Any]:
+        """The run's cron_runs columns that each committed slice brings up to date."""
+        return {
+            "events_read": self.events_read,
+            "events_accepted": self.events_accepted,
+            "rejects": self.rejected,
+            "leads_inserted": self.leads_inserted,
+            "analytics_rows_written": self.hours_written,
+            "listings_updated": self.listings_updated,
+            "slices_done": slices_done,
+            "slices_total": slices_total,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("window_start", "window_end"):
@@ -639,18 +652,8 @@ def _write_file_slice(
         )
 
     def run_values() -> dict[str, Any]:
-        return {
-            "window_start": summary.window_start,
-            "window_end": summary.window_end,
-            "events_read": summary.events_read,
-            "events_accepted": summary.events_accepted,
-            "rejects": summary.rejected,
-            "leads_inserted": summary.leads_inserted,
-            "analytics_rows_written": summary.hours_written,
-            "listings_updated": summary.listings_updated,
-            "slices_done": slices_done,
-            "slices_total": len(slices),
-        }
+        window = {"window_start": summary.window_start, "window_end": summary.window_end}
+        return window | summary.progress_values(slices_done, len(slices))
 
     _write_slice(
         work,
@@ -763,16 +766,7 @@ def _run_posthog(work: FileRun, client: posthog.QueryClient, summary: RunSummary
             summary.rejected = dict(sorted(summary.rejected.items()))
             summary.events_accepted = summary.events_read - sum(summary.rejected.values())
             summary.listings_updated = len(touched)
-            return {
-                "events_read": summary.events_read,
-                "events_accepted": summary.events_accepted,
-                "rejects": summary.rejected,
-                "leads_inserted": summary.leads_inserted,
-                "analytics_rows_written": summary.hours_written,
-                "listings_updated": summary.listings_updated,
-                "slices_done": slices_done,
-                "slices_total": len(slices),
-            }
+            return summary.progress_values(slices_done, len(slices))
 
         try:
             _write_slice(
