@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         default="1GB",
         description="Memory the embedded engine (DuckDB) may use before it spills to disk.",
     )
+    engine_in_memory_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="A run whose new export files total at most this many bytes stages them in "
+        "memory; a larger one in an engine database file that spills to disk.",
+    )
     engine_threads: int | None = Field(
         default=None, ge=1, description="Threads of the embedded engine (default: all cores)."
     )

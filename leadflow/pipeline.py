@@ -154,7 +154,11 @@ def _naive(moment: datetime) -> datetime:
 
 
 @contextmanager
-def _engine_session(settings: Settings, workdir: str) -> Iterator[duckdb.DuckDBPyConnection]:
+def _engine_session(
+    settings: Settings, workdir: str, in_memory: bool
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The run's DuckDB: in memory for a small batch (no database file to write), else a file
+    in the run's folder, whose tables DuckDB keeps within its memory limit."""
     config: dict[str, Any] = {
         "memory_limit": settings.engine_memory_limit,
         "temp_directory": workdir,
@@ -162,7 +166,7 @@ def _engine_session(settings: Settings, workdir: str) -> Iterator[duckdb.DuckDBP
     }
     if settings.engine_threads:
         config["threads"] = settings.engine_threads
-    con = duckdb.connect(f"{workdir}/run.duckdb", config=config)
+    con = duckdb.connect(":memory:" if in_memory else f"{workdir}/run.duckdb", config=config)
     try:
         con.execute("SET TimeZone = 'UTC'")
         yield con
@@ -461,9 +465,16 @@ def run(
         try:
             if on_started is not None:
                 on_started(run_id)
+            ledger = None
+            if client is None:
+                with engine.connect() as conn:
+                    ledger = _read_ledger(conn, files)
+            batch_bytes = sum(f.size for f in ledger.batch) if ledger else 0
             with (
                 tempfile.TemporaryDirectory(prefix="leadflow-run-") as workdir,
-                _engine_session(settings, workdir) as con,
+                _engine_session(
+                    settings, workdir, batch_bytes <= settings.engine_in_memory_max_bytes
+                ) as con,
             ):
                 work = FileRun(
                     con, engine, settings, taxonomy, run_id, lock, progress, fault, workdir
@@ -472,7 +483,8 @@ def run(
                     client.deadline = time.monotonic() + settings.posthog_time_budget_seconds
                     _run_posthog(work, client, summary)
                 else:
-                    _run_files(work, files, summary)
+                    assert ledger is not None
+                    _run_files(work, ledger, summary)
         except Exception as exc:
             message = str(exc) if isinstance(exc, LeadflowError) else f"{type(exc).__name__}: {exc}"
             with engine.begin() as conn:
@@ -547,11 +559,9 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
         work.fault("run_record")
 
 
-def _run_files(work: FileRun, files: list[ExportFile], summary: RunSummary) -> None:
+def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
     timings = summary.timings
     clock = time.perf_counter()
-    with work.engine.connect() as conn:
-        ledger = _read_ledger(conn, files)
     if work.progress:
         work.progress.reading(len(ledger.batch))
     work.stage(ledger)
