@@ -38,34 +38,13 @@ from leadflow.store import schema
 
 Canonical = dict[str, list[tuple[Any, ...]]]
 
-ANALYTICS_COUNTERS: tuple[str, ...] = (
-    "total_views",
-    "unique_views",
-    "impressions",
-    "shares",
-    "saves",
-    "total_leads",
-    "phone_leads",
-    "message_leads",
-    "email_leads",
-    "appointment_leads",
-    "website_leads",
-    "unique_leads",
-)
-
-LISTING_COUNTERS: tuple[str, ...] = (
-    "total_views",
-    "unique_views",
-    "total_impressions",
-    "total_shares",
-    "total_saves",
-    "total_leads",
-    "phone_leads",
-    "message_leads",
-    "email_leads",
-    "appointment_leads",
-    "website_leads",
-    "unique_leads",
+# The counters of listing_analytics and of listings, in their tables' column order.
+ANALYTICS_COUNTERS: tuple[str, ...] = schema.HOURLY_COUNTERS
+_LISTING_COLUMNS = [column.name for column in schema.listings.c]
+LISTING_COUNTERS: tuple[str, ...] = tuple(
+    _LISTING_COLUMNS[
+        _LISTING_COLUMNS.index("total_views") : _LISTING_COLUMNS.index("unique_leads") + 1
+    ]
 )
 
 RATE_DIGITS = 6
