@@ -27,9 +27,10 @@ import httpx
 import pyarrow as pa
 
 from leadflow.errors import ConfigError, SourceError
-from leadflow.events import LEAD_COUNTERS, Kind, Taxonomy
+from leadflow.events import Kind, Taxonomy
 from leadflow.sources import hogql
 from leadflow.sources.hogql import Query, parse_time
+from leadflow.store.schema import HOURLY_COUNTERS
 
 log = logging.getLogger("leadflow.posthog")
 
@@ -374,38 +375,22 @@ class SliceRows:
     listers: pa.Table
 
 
+# listing_analytics' key, as the rollups return it.
+_HOUR_KEY_FIELDS = [("listing_id", pa.string()), ("date", pa.date32()), ("hour", pa.int16())]
 METRICS_SCHEMA = pa.schema(
     [
-        ("listing_id", pa.string()),
-        ("date", pa.date32()),
-        ("hour", pa.int16()),
-        *[
-            (name, pa.int64())
-            for name in (
-                "total_views",
-                "unique_views",
-                "impressions",
-                "shares",
-                "saves",
-                "total_leads",
-                *LEAD_COUNTERS,
-                "unique_leads",
-            )
-        ],
+        *_HOUR_KEY_FIELDS,
+        *[(name, pa.int64()) for name in HOURLY_COUNTERS],
         ("conversion_rate", pa.float64()),
     ]
 )
 BREAKDOWN_SCHEMA = pa.schema(
-    [
-        ("listing_id", pa.string()),
-        ("date", pa.date32()),
-        ("hour", pa.int16()),
-        ("dimension", pa.string()),
-        ("key", pa.string()),
-        ("count", pa.int32()),
-    ]
+    [*_HOUR_KEY_FIELDS, ("dimension", pa.string()), ("key", pa.string()), ("count", pa.int32())]
 )
 HOUR_SEEKERS_SCHEMA = pa.schema(
+    [*_HOUR_KEY_FIELDS, ("viewers", pa.string()), ("lead_seekers", pa.string())]
+)
+SEEKERS_SCHEMA = pa.schema(
     [
         ("listing_id", pa.string()),
         ("date", pa.date32()),

@@ -44,6 +44,9 @@ from leadflow.store.schema import (
 from leadflow.store.schema import listings as listings_table
 
 BATCH_ROWS = 50_000
+# listing_analytics' key, and the columns of its rows as the pipeline computes them.
+HOUR_KEY: tuple[str, ...] = ("listing_id", "date", "hour")
+ANALYTICS_ROW: tuple[str, ...] = (*HOUR_KEY, *HOURLY_COUNTERS, "conversion_rate")
 TIMESTAMP_TEXT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -110,6 +113,9 @@ class SliceWriter:
         self.dialect = conn.dialect
         self.now = now
         self.now_text = now.strftime(TIMESTAMP_TEXT + ".%f")
+        # The driver's placeholder, and `now` as the driver takes it for a timestamp column.
+        self._placeholder = "?"
+        self._now_value: Any = self.now_text
         self._own_scratch = scratch is None
         self.scratch = scratch
         self._temp_ready = False
@@ -193,14 +199,17 @@ class SliceWriter:
         """INSERT the `columns` of staging table `source` (plus `constants`) into `table`."""
         constants = constants or {}
         names = ", ".join([*columns, *constants])
-        values = ", ".join([*columns, *("?" for _ in constants)])
-        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        values = ", ".join([*columns, *(self._placeholder for _ in constants)])
+        sqlite_ignore = ignore and self.dialect.name == "sqlite"
+        verb = "INSERT OR IGNORE" if sqlite_ignore else "INSERT"
         sql = f"{verb} INTO {table.name} ({names}) SELECT {values} FROM {source} WHERE true"
         if upsert_keys:
             sets = ", ".join(
                 f"{c} = excluded.{c}" for c in [*columns, *constants] if c not in upsert_keys
             )
             sql += f" ON CONFLICT ({', '.join(upsert_keys)}) DO UPDATE SET {sets}"
+        elif ignore and not sqlite_ignore:
+            sql += " ON CONFLICT DO NOTHING"
         self.dbapi.execute(sql, tuple(constants.values()))
 
     def _insert_sql(
@@ -336,13 +345,12 @@ class SliceWriter:
         return found is None
 
     def _write_analytics(self, staged: str) -> None:
-        columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
         self._insert_select(
             listing_analytics,
-            columns,
+            ANALYTICS_ROW,
             staged,
-            upsert_keys=["listing_id", "date", "hour"],
-            constants={"updated_at": self.now_text},
+            upsert_keys=HOUR_KEY,
+            constants={"updated_at": self._now_value},
         )
 
     def _hours_table(self, touched: pa.Table) -> str:
@@ -483,6 +491,8 @@ class PostgresSliceWriter(SliceWriter):
 
     def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
         super().__init__(conn, now, scratch)
+        self._placeholder = "%s"
+        self._now_value = now
         self._staged: dict[str, pa.Table] = {}
 
     def _execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -574,23 +584,11 @@ class PostgresSliceWriter(SliceWriter):
         if self._staged.get("lf_stage_analytics") is touched:
             return "lf_stage_analytics"  # the hours upsert_analytics staged are these
         if "total_views" in touched.column_names:
-            columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
-            self._stage("lf_stage_analytics", "listing_analytics", columns, touched)
+            self._stage("lf_stage_analytics", "listing_analytics", ANALYTICS_ROW, touched)
             return "lf_stage_analytics"
         if self._staged.get("lf_touched_hours") is not touched:
-            keys = ["listing_id", "date", "hour"]
-            self._stage("lf_touched_hours", "listing_analytics", keys, touched)
+            self._stage("lf_touched_hours", "listing_analytics", HOUR_KEY, touched)
         return "lf_touched_hours"
-
-    def _write_analytics(self, staged: str) -> None:
-        columns = ["listing_id", "date", "hour", *HOURLY_COUNTERS, "conversion_rate"]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in [*columns[3:], "updated_at"])
-        self._execute(
-            f"INSERT INTO listing_analytics ({', '.join(columns)}, updated_at) "
-            f"SELECT {', '.join(columns)}, %s FROM {staged} "
-            f"ON CONFLICT (listing_id, date, hour) DO UPDATE SET {updates}",
-            (self.now,),
-        )
 
     def _replace_hours(self, table: Table, touched: pa.Table, rows: pa.Table) -> None:
         if not self._fresh:
@@ -604,12 +602,6 @@ class PostgresSliceWriter(SliceWriter):
         columns = ["listing_id", "kind", "seeker_id"]
         self._stage("lf_stage_seekers", "listing_seekers", columns, rows)
         return "lf_stage_seekers"
-
-    def _insert_seekers(self, staged: str) -> None:
-        self._execute(
-            "INSERT INTO listing_seekers (listing_id, kind, seeker_id) "
-            f"SELECT listing_id, kind, seeker_id FROM {staged} ON CONFLICT DO NOTHING"
-        )
 
     def _recompute_listings(self, listers: pa.Table) -> None:
         self._execute(
@@ -737,11 +729,10 @@ def _grouped(rows: pa.Table, keys: Sequence[str], sums: Sequence[str]) -> list[t
     if rows.num_rows == 0:
         return []
     aggregates = ", ".join(f"sum({c})" for c in sums) or "count(*)"
-    with duckdb.connect() as con:
-        con.register("rows", rows)
-        return con.sql(
-            f"SELECT {', '.join(keys)}, {aggregates} FROM rows GROUP BY {', '.join(keys)}"
-        ).fetchall()
+    grouped = _arrow_sql(
+        rows, f"SELECT {', '.join(keys)}, {aggregates} FROM rows GROUP BY {', '.join(keys)}"
+    )
+    return list(zip(*(column.to_pylist() for column in grouped.columns), strict=True))
 
 
 def _new_totals(metrics: pa.Table) -> list[tuple[Any, ...]]:
