@@ -26,7 +26,7 @@ from leadflow.sources.files import ExportFile, discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
 from leadflow.store.lock import RunLock, heartbeat_statement
 from leadflow.store.schema import cron_runs, source_files, utcnow
-from leadflow.store.writer import SliceWriter
+from leadflow.store.writer import SliceWriter, scratch_file
 from leadflow.transform.classify import classify_sql
 from leadflow.transform.leads import lead_records_sql
 from leadflow.transform.metrics import (
@@ -267,10 +267,8 @@ class FileRun:
                 " AND NOT EXISTS (SELECT 1 FROM resume_from r "
                 "WHERE r.file_id = batch.file_id AND batch.hour_ts < r.since)"
             )
-        self._sql(
-            f"CREATE TABLE touched_pairs AS SELECT DISTINCT listing_id, hour_ts FROM batch WHERE {fresh_filter}"
-        )
-        self._sql("CREATE TABLE touched_hours AS SELECT DISTINCT hour_ts FROM touched_pairs")
+        fresh = f"SELECT * FROM batch WHERE {fresh_filter}"
+        self._sql(f"CREATE TABLE touched_hours AS SELECT DISTINCT hour_ts FROM ({fresh})")
         hours = [
             row[0]
             for row in self.con.execute("SELECT hour_ts FROM touched_hours ORDER BY 1").fetchall()
@@ -302,47 +300,61 @@ class FileRun:
             self._sql("CREATE TABLE context AS SELECT * FROM batch WHERE false")
         self.context_files = len(context_files)
 
+        # Every copy of an event but its first (context before batch, then by file and row) is
+        # marked a duplicate where it lies. Only uuids whose hash occurs twice are compared
+        # exactly: grouping ten million hashes costs half what grouping the strings does.
         self._sql(
             """
-CREATE TABLE losers AS
+CREATE TEMP TABLE losers AS
 WITH candidates AS (
     SELECT 0 AS origin, rowid AS row_id, file_id, uuid FROM context
     UNION ALL
     SELECT 1 AS origin, rowid AS row_id, file_id, uuid FROM batch WHERE reject IS NULL
 ), duplicated AS (
-    SELECT uuid FROM candidates GROUP BY uuid HAVING count(*) > 1
+    SELECT hash(uuid) AS h FROM candidates GROUP BY h HAVING count(*) > 1
 )
 SELECT origin, row_id FROM (
     SELECT origin, row_id,
            row_number() OVER (PARTITION BY uuid ORDER BY origin, file_id, row_id) AS copy
-    FROM candidates WHERE uuid IN (SELECT uuid FROM duplicated)
+    FROM candidates WHERE hash(uuid) IN (SELECT h FROM duplicated)
 ) WHERE copy > 1
 """
         )
+        for origin, table in ((0, "context"), (1, "batch")):
+            self._sql(
+                f"UPDATE {table} SET reject = '{RejectReason.DUPLICATE.value}' "
+                f"WHERE rowid IN (SELECT row_id FROM losers WHERE origin = {origin})"
+            )
+        self._sql("DROP TABLE losers")
         pair_filter = ""
+        # Without files to resume every accepted event of the batch is fresh; else only those of
+        # the touched hours take part (an hour is recomputed from all its events).
+        batch_filter = "reject IS NULL"
+        if resume:
+            batch_filter += " AND hour_ts IN (SELECT hour_ts FROM touched_hours)"
         if context_files or resume:
+            self._sql(
+                f"CREATE TABLE touched_pairs AS SELECT DISTINCT listing_id, hour_ts FROM ({fresh})"
+            )
             pair_filter = (
                 " AND (listing_id, hour_ts) IN (SELECT listing_id, hour_ts FROM touched_pairs)"
             )
-        # The events the slices aggregate, materialised once: each slice's queries then read
-        # only the row groups of its hours (the export's files come roughly in time order).
+        # The events the slices aggregate: a view, so that they are not copied; each slice's
+        # queries read only the row groups of its hours (export files come roughly in time
+        # order, and the batch keeps them so).
         self._sql(
             f"""
-CREATE TABLE events AS
-SELECT * EXCLUDE (reject) FROM context
-WHERE rowid NOT IN (SELECT row_id FROM losers WHERE origin = 0){pair_filter}
+CREATE VIEW events AS
+SELECT * EXCLUDE (reject) FROM context WHERE reject IS NULL{pair_filter}
 UNION ALL
-SELECT * EXCLUDE (reject) FROM batch
-WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM touched_hours)
-  AND rowid NOT IN (SELECT row_id FROM losers WHERE origin = 1){pair_filter}
+SELECT * EXCLUDE (reject) FROM batch WHERE {batch_filter}{pair_filter}
 """
         )
+        # The run's new lead events (a few in a hundred events), read three times by the first
+        # slice: kept apart.
         self._sql(
-            """
-CREATE TABLE new_leads AS
-SELECT * EXCLUDE (reject) FROM batch
-WHERE reject IS NULL AND kind = 'lead' AND rowid NOT IN (SELECT row_id FROM losers WHERE origin = 1)
-"""
+            "CREATE TABLE new_leads AS "
+            "SELECT * EXCLUDE (reject) FROM batch WHERE reject IS NULL AND kind = 'lead'"
         )
 
     def counts(self) -> tuple[int, dict[str, int]]:
@@ -355,24 +367,17 @@ WHERE reject IS NULL AND kind = 'lead' AND rowid NOT IN (SELECT row_id FROM lose
             read += n
             if reason is not None:
                 rejects[reason] = n
-        (dupes,) = self.con.execute("SELECT count(*) FROM losers WHERE origin = 1").fetchone() or (
-            0,
-        )
-        if dupes:
-            rejects[RejectReason.DUPLICATE.value] = dupes
         return read, dict(sorted(rejects.items()))
 
     def file_ranges(self) -> dict[int, tuple[int, datetime | None, datetime | None]]:
+        """Per batch file: its events, and the event-time range of those accepted (duplicates
+        included: a copy in the file is still an event of its hour)."""
+        held = f"reject IS NULL OR reject = '{RejectReason.DUPLICATE.value}'"
         rows = self.con.execute(
-            "SELECT file_id, count(*), min(ts) FILTER (WHERE reject IS NULL), "
-            "max(ts) FILTER (WHERE reject IS NULL) FROM batch GROUP BY file_id"
+            f"SELECT file_id, count(*), min(ts) FILTER (WHERE {held}), "
+            f"max(ts) FILTER (WHERE {held}) FROM batch GROUP BY file_id"
         ).fetchall()
         return {fid: (n, low, high) for fid, n, low, high in rows}
-
-    def release(self) -> None:
-        """Free what staging needed and the slices do not (counts and ranges taken first)."""
-        for table in ("batch", "context", "losers", "touched_pairs"):
-            self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def touched_listings(self) -> int:
         (count,) = self.con.execute("SELECT count(DISTINCT listing_id) FROM events").fetchone() or (
@@ -524,6 +529,8 @@ class SliceWrite:
     progress: Callable[[Connection], None]
     # The run's cron_runs values once this slice is written.
     run_values: Callable[[], dict[str, Any]]
+    # (rows, scratch file) pairs of the tables above already loaded for the store (SQLite).
+    staged: Sequence[tuple[pa.Table, str]] = ()
 
 
 def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
@@ -531,7 +538,7 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
     now = utcnow()
     with (
         work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-        SliceWriter(conn, now, work.scratch) as writer,
+        SliceWriter(conn, now, work.scratch, piece.staged) as writer,
         conn.begin(),
     ):
         if piece.leads is not None:
@@ -569,7 +576,6 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
     summary.events_read, summary.rejected = work.counts()
     summary.events_accepted = summary.events_read - sum(summary.rejected.values())
     ranges = work.file_ranges()
-    work.release()
     summary.listings_updated = work.touched_listings()
     slices = plan_slices(work.histogram(), work.settings.slice_events, work.settings.slice_max_days)
     summary.slices = len(slices)
@@ -608,32 +614,35 @@ class _SliceRows:
     hour_seekers: pa.Table
     seekers: pa.Table
     listers: pa.Table
+    staged: list[tuple[pa.Table, str]]
     seconds: float
 
 
 def _aggregate_slice(work: FileRun, piece: Slice) -> _SliceRows:
-    """Aggregate one slice's events, on a DuckDB connection of the calling thread's own."""
+    """Aggregate one slice's events, on a DuckDB connection of the calling thread's own, and
+    load the rows a SQLite store takes into scratch files there (off the writing thread)."""
     clock = time.perf_counter()
     where = (
         f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
         f"AND TIMESTAMP '{piece.last_hour}')"
     )
-    con = work.con.cursor()
-    try:
+    with work.con.cursor() as con:
 
         def arrow(sql: str) -> pa.Table:
             return con.sql(sql).to_arrow_table()
 
-        return _SliceRows(
-            metrics=arrow(hourly_metrics_sql(where, work.taxonomy)),
-            breakdown=arrow(hourly_breakdown_sql(where)),
-            hour_seekers=arrow(hour_seekers_sql(where)),
-            seekers=arrow(listing_seekers_sql(where)),
-            listers=arrow(listing_listers_sql(where)),
-            seconds=time.perf_counter() - clock,
-        )
-    finally:
-        con.close()
+        metrics = arrow(hourly_metrics_sql(where, work.taxonomy))
+        breakdown = arrow(hourly_breakdown_sql(where))
+        hour_seekers = arrow(hour_seekers_sql(where))
+        seekers = arrow(listing_seekers_sql(where))
+        listers = arrow(listing_listers_sql(where))
+    staged: list[tuple[pa.Table, str]] = []
+    if work.engine.dialect.name == "sqlite" and work.scratch is not None:
+        for table in (metrics, breakdown, hour_seekers, seekers):
+            staged.append((table, scratch_file(work.scratch, table)))
+    return _SliceRows(
+        metrics, breakdown, hour_seekers, seekers, listers, staged, time.perf_counter() - clock
+    )
 
 
 def _write_file_slice(
@@ -677,6 +686,7 @@ def _write_file_slice(
             leads=insert_leads if first else None,
             progress=record_ledger,
             run_values=run_values,
+            staged=rows.staged if rows else (),
         ),
     )
 

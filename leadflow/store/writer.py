@@ -9,8 +9,10 @@ Close the writer (it is a context manager) after the transaction ends.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -26,7 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Table, Update, bindparam, inspect, select, text, update
+from sqlalchemy import Date, Table, bindparam, inspect, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
@@ -88,9 +90,25 @@ def _bulk_ingest(path: str, name: str, rows: pa.Table) -> None:
             statement.execute_update()
 
 
+def _remove_scratch(path: str) -> None:
+    for suffix in ("", "-journal"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+
+
 def _text_table(table: pa.Table) -> pa.Table:
     """`table` with dates and times as text (_text_column)."""
     return pa.table({name: _text_column(table.column(name)) for name in table.column_names})
+
+
+def scratch_file(scratch: str, rows: pa.Table) -> str:
+    """A new SQLite database file in the folder `scratch` whose table `rows` holds `rows`.
+
+    The bulk load runs in C without the GIL, so a run loads the next slice's tables on another
+    thread while the store's connection writes the current one (`SliceWriter(staged=…)`)."""
+    path = os.path.join(scratch, f"leadflow-stage-{uuid4().hex}.sqlite")
+    _bulk_ingest(path, "rows", _text_table(rows))
+    return path
 
 
 class SliceWriter:
@@ -102,12 +120,26 @@ class SliceWriter:
     table's key order. The scratch files are detached and deleted by `close()`.
     """
 
-    def __new__(cls, conn: Connection, now: datetime, scratch: str | None = None) -> SliceWriter:
+    def __new__(
+        cls,
+        conn: Connection,
+        now: datetime,
+        scratch: str | None = None,
+        staged: Sequence[tuple[pa.Table, str]] = (),
+    ) -> SliceWriter:
         if cls is SliceWriter and conn.dialect.name == "postgresql":
             cls = PostgresSliceWriter
         return super().__new__(cls)
 
-    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        now: datetime,
+        scratch: str | None = None,
+        staged: Sequence[tuple[pa.Table, str]] = (),
+    ) -> None:
+        """`staged`: (rows, scratch_file(…, rows)) pairs loaded ahead; the writer attaches such a
+        file instead of loading its rows again, and deletes it when it closes."""
         self.conn = conn
         self.dbapi: Any = conn.connection.driver_connection
         self.dialect = conn.dialect
@@ -115,12 +147,14 @@ class SliceWriter:
         self.now_text = now.strftime(TIMESTAMP_TEXT + ".%f")
         # The driver's placeholder, and `now` as the driver takes it for a timestamp column.
         self._placeholder = "?"
+        self._json_placeholder = "?"
         self._now_value: Any = self.now_text
         self._own_scratch = scratch is None
         self.scratch = scratch
         self._temp_ready = False
         self._attached: dict[str, str] = {}  # schema name → scratch file
         self._staged: dict[str, pa.Table] = {}  # staging table → the rows it holds
+        self._loaded = list(staged)  # (rows, scratch file) loaded ahead, not yet attached
         self._owns_listings: bool | None = None
         # Whether the slice's hours are new to the store (upsert_analytics finds out).
         self._fresh = False
@@ -148,10 +182,10 @@ class SliceWriter:
                 try:
                     self.dbapi.execute(f"DETACH DATABASE {schema}")
                 finally:
-                    for suffix in ("", "-journal"):
-                        if os.path.exists(path + suffix):
-                            os.remove(path + suffix)
+                    _remove_scratch(path)
         finally:
+            while self._loaded:
+                _remove_scratch(self._loaded.pop()[1])
             if self._own_scratch and self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
                 self.scratch = None
@@ -174,12 +208,15 @@ class SliceWriter:
         for name, table in self._staged.items():
             if table is rows:
                 return name
-        if self.scratch is None:
-            self.scratch = tempfile.mkdtemp(prefix="leadflow-stage-")
-        token = uuid4().hex
-        schema = f"lf_stage_{token}"  # unique, should a pooled connection keep one attached
-        path = os.path.join(self.scratch, f"leadflow-stage-{token}.sqlite")
-        _bulk_ingest(path, "rows", _text_table(rows))
+        loaded = [path for table, path in self._loaded if table is rows]
+        if loaded:
+            path = loaded[0]
+            self._loaded = [(table, p) for table, p in self._loaded if p != path]
+        else:
+            if self.scratch is None:
+                self.scratch = tempfile.mkdtemp(prefix="leadflow-stage-")
+            path = scratch_file(self.scratch, rows)
+        schema = f"lf_stage_{uuid4().hex}"  # unique, should a pooled connection keep one attached
         self.dbapi.execute(f"ATTACH DATABASE ? AS {schema}", (path,))
         self._attached[schema] = path
         name = f"{schema}.rows"
@@ -272,75 +309,71 @@ class SliceWriter:
         first_id = int(cursor.fetchone()[0]) + 1
         cursor.close()
         records = _arrow_sql(
-            records,
-            f"SELECT *, CAST({first_id} + row_number() OVER () - 1 AS BIGINT) AS id FROM rows",
+            f"SELECT *, CAST({first_id} + row_number() OVER () - 1 AS BIGINT) AS id FROM records",
+            records=records,
         )
         tracker = f'[{{"status":"new","at":"{self.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}","by":"leadflow"}}]'
-        columns = [
-            "id",
-            "listing_id",
-            "seeker_id",
-            "lister_id",
-            "lister_type",
-            "lead_actions",
-            "total_actions",
-            "lead_score",
-            "first_action_date",
-            "last_action_date",
-            "last_action_type",
-        ]
-        extra = ["status", "status_tracker", "notes", "run_id", "created_at", "updated_at"]
-        sql = self._insert_sql(leads, [*columns, *extra])
-        constants = ("new", tracker, "[]", run_id, self.now_text, self.now_text)
-        self._executemany(sql, (row + constants for row in arrow_rows(records, columns)))
-        # Map every action's uuid to its record through (listing_id, seeker_id).
-        key_to_id = {
-            (listing, seeker): lead_id
-            for listing, seeker, lead_id in zip(
-                records.column("listing_id").to_pylist(),
-                records.column("seeker_id").to_pylist(),
-                records.column("id").to_pylist(),
-                strict=True,
-            )
+        constants = {
+            "status": "new",
+            "status_tracker": tracker,
+            "notes": "[]",
+            "run_id": run_id,
+            "created_at": self._now_value,
+            "updated_at": self._now_value,
         }
-        event_rows = (
-            (uuid, key_to_id[(listing, seeker)])
-            for uuid, listing, seeker in arrow_rows(actions, ["uuid", "listing_id", "seeker_id"])
+        columns = [c for c in records.column_names if c in leads.c]
+        self._insert_select(leads, columns, self._ingest(records), constants=constants)
+        # Every action's uuid, with its record's id through (listing_id, seeker_id).
+        events = _arrow_sql(
+            "SELECT a.uuid AS event_uuid, r.id AS lead_id FROM actions a "
+            "JOIN records r USING (listing_id, seeker_id)",
+            actions=actions,
+            records=records,
         )
-        self._executemany(self._insert_sql(lead_events, ["event_uuid", "lead_id"]), event_rows)
+        if events.num_rows != actions.num_rows:
+            raise AssertionError("a lead action without its lead record")
+        self._insert_select(lead_events, ["event_uuid", "lead_id"], self._ingest(events))
         return int(records.num_rows)
 
     def upsert_analytics(self, rows: pa.Table) -> int:
         """Replace the listing_analytics rows of these (listing, hour)s by the recomputed ones."""
+        self._fresh = self._span_is_empty(rows)
         hours = self._hours_table(rows)
-        self._fresh = self._span_is_empty(hours)
         before = [] if self._fresh else self._query(_old_totals_sql(hours))
         self._totals.replace(before, _new_totals(rows))
         self._write_analytics(hours)
         return int(rows.num_rows)
 
-    def _span_is_empty(self, hours: str) -> bool:
-        """Whether the store holds no hour of these listings from the staged hours' first to their
+    def _span_is_empty(self, rows: pa.Table) -> bool:
+        """Whether the store holds no hour of these listings from the rows' first hour to their
         last: then they are new, with nothing to subtract or delete (each slice of a first run
         or a backfill), and the per-hour probes of what they held before are skipped."""
-        (first_date, last_date), *_ = self._query(f"SELECT min(date), max(date) FROM {hours}")
-        if first_date is None:
+        if rows.num_rows == 0:
             return True
-        span = {"d0": first_date, "d1": last_date}
-        (first_hour,) = self.conn.execute(
-            text(f"SELECT min(hour) FROM {hours} WHERE date = :d0"), span
-        ).one()
-        (last_hour,) = self.conn.execute(
-            text(f"SELECT max(hour) FROM {hours} WHERE date = :d1"), span
-        ).one()
+        span = _arrow_sql(
+            "SELECT min({'date': date, 'hour': hour}) AS first, "
+            "max({'date': date, 'hour': hour}) AS last, "
+            "list(DISTINCT listing_id) AS listings FROM rows",
+            rows=rows,
+        ).to_pylist()[0]
+        first, last = span["first"], span["last"]
         found = self.conn.execute(
             text(
-                "SELECT 1 FROM listing_analytics a "
-                f"WHERE a.listing_id IN (SELECT listing_id FROM {hours}) "
+                "SELECT 1 FROM listing_analytics a WHERE a.listing_id IN :listings "
                 "AND a.date BETWEEN :d0 AND :d1 "
                 "AND (a.date > :d0 OR a.hour >= :h0) AND (a.date < :d1 OR a.hour <= :h1) LIMIT 1"
+            ).bindparams(
+                bindparam("listings", expanding=True),
+                bindparam("d0", type_=Date),
+                bindparam("d1", type_=Date),
             ),
-            {**span, "h0": first_hour, "h1": last_hour},
+            {
+                "listings": span["listings"],
+                "d0": first["date"],
+                "d1": last["date"],
+                "h0": first["hour"],
+                "h1": last["hour"],
+            },
         ).first()
         return found is None
 
@@ -414,7 +447,7 @@ class SliceWriter:
             if listing in kept
         ]
         if updates:
-            self.conn.execute(_kept_update(self.owns_listings()), updates)
+            self._write_kept(updates)
         if len(kept) < len(names):
             fresh = pc.invert(pc.is_in(listers["listing_id"], pa.array(list(kept), pa.string())))
             self._recompute_listings(listers.filter(fresh))
@@ -431,25 +464,60 @@ class SliceWriter:
         self.conn.execute(text(sql), {"now": self.now_text})
 
     def _kept_listings(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The listings rows (of `names`) whose totals leadflow keeps, by listing id."""
-        t = listings_table
+        """The listings rows (of `names`) whose totals leadflow keeps, by listing id.
+
+        Read and written (`_write_kept`) through the driver: an hourly run touches every
+        listing, and SQLAlchemy's per-row work was most of its listings step."""
+        columns = [*self._lister_columns(), *_KEPT_COLUMNS]
         kept: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(names), 500):
-            # A portal's table may have no lister columns: leadflow reads and writes only its own.
-            listers = (t.c.lister_id, t.c.lister_type) if self.owns_listings() else ()
-            query = select(t.c.listing_id, *listers, *(t.c[c] for c in _KEPT_COLUMNS)).where(
-                t.c.listing_id.in_(names[start : start + 500]),
-                t.c.analytics_updated_at.is_not(None),
-            )
-            for row in self.conn.execute(query):
-                kept[row.listing_id] = dict(row._mapping)
+        cursor = self.dbapi.cursor()
+        try:
+            for start in range(0, len(names), 500):
+                chunk = list(names[start : start + 500])
+                marks = ", ".join(self._placeholder for _ in chunk)
+                cursor.execute(
+                    f"SELECT listing_id, {', '.join(columns)} FROM listings "
+                    f"WHERE listing_id IN ({marks}) AND analytics_updated_at IS NOT NULL",
+                    chunk,
+                )
+                for listing, *values in cursor.fetchall():
+                    kept[listing] = dict(zip(columns, values, strict=True))
+        finally:
+            cursor.close()
         return kept
+
+    def _lister_columns(self) -> tuple[str, ...]:
+        # A portal's table may have no lister columns: leadflow reads and writes only its own.
+        return ("lister_id", "lister_type") if self.owns_listings() else ()
+
+    def _write_kept(self, updates: Sequence[dict[str, Any]]) -> None:
+        """UPDATE the kept listings' analytics columns (and, in leadflow's own table, lister)."""
+        columns = [*ANALYTICS_COLUMNS, *self._lister_columns()]
+        json_columns = ("share_breakdown", "leads_breakdown")
+        sets = ", ".join(
+            f"{c} = {self._json_placeholder if c in json_columns else self._placeholder}"
+            for c in columns
+        )
+        rows = [
+            (
+                *(json.dumps(u[c]) if c in json_columns else u[c] for c in columns),
+                u["listing_id"],
+            )
+            for u in updates
+        ]
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.executemany(
+                f"UPDATE listings SET {sets} WHERE listing_id = {self._placeholder}", rows
+            )
+        finally:
+            cursor.close()
 
     def _updated(
         self, listing: str, row: dict[str, Any], lister_id: str | None, lister_type: str | None
     ) -> dict[str, Any]:
         """The new analytics values of a kept listing: its row plus this slice's differences."""
-        values: dict[str, Any] = {"b_listing_id": listing, "analytics_updated_at": self.now}
+        values: dict[str, Any] = {"listing_id": listing, "analytics_updated_at": self._now_value}
         totals = self._totals.of(listing).get((), [0] * len(_TOTALS))
         for index, column in enumerate(_TOTALS):
             values[column] = int(row[column]) + totals[index]
@@ -458,8 +526,8 @@ class SliceWriter:
             values[column] = int(row[column]) + added.get((kind,), [0])[0]
         views, leads_ = values["total_views"], values["total_leads"]
         values["conversion_rate"] = leads_ * 100.0 / views if views > 0 else 0.0
-        shares = dict(row["share_breakdown"] or {})
-        channels = dict(row["leads_breakdown"] or {})
+        shares = _json_doc(row["share_breakdown"])
+        channels = _json_doc(row["leads_breakdown"])
         for (dimension, key), (change,) in self._breakdowns.of(listing).items():
             counts = shares if dimension == "share_platform" else channels
             counts[key] = int(counts.get(key, 0)) + change
@@ -489,9 +557,16 @@ class PostgresSliceWriter(SliceWriter):
     Times are written with their zone ('…Z'), so the session's time zone cannot shift them.
     """
 
-    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
-        super().__init__(conn, now, scratch)
+    def __init__(
+        self,
+        conn: Connection,
+        now: datetime,
+        scratch: str | None = None,
+        staged: Sequence[tuple[pa.Table, str]] = (),
+    ) -> None:
+        super().__init__(conn, now, scratch, staged)
         self._placeholder = "%s"
+        self._json_placeholder = "CAST(%s AS jsonb)"
         self._now_value = now
         self._staged: dict[str, pa.Table] = {}
 
@@ -714,13 +789,21 @@ def _known_seekers_sql(staged: str) -> str:
     )
 
 
-def _arrow_sql(rows: pa.Table, sql: str) -> pa.Table:
-    """`sql` over the Arrow table `rows` (named `rows`), in DuckDB.
+@functools.cache
+def _engine() -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB for small Arrow computations (a new database costs tens
+    of milliseconds, a cursor of this one next to nothing)."""
+    return duckdb.connect()
+
+
+def _arrow_sql(sql: str, **tables: pa.Table) -> pa.Table:
+    """`sql` over Arrow `tables` (by their keyword names), in DuckDB.
 
     Rather than pyarrow's own group_by or Python values made Arrow values, both of which import
     pandas when it is installed (about 0.4 s, more than an hourly run's whole write)."""
-    with duckdb.connect() as con:
-        con.register("rows", rows)
+    with _engine().cursor() as con:
+        for name, table in tables.items():
+            con.register(name, table)
         return con.sql(sql).to_arrow_table()
 
 
@@ -730,7 +813,7 @@ def _grouped(rows: pa.Table, keys: Sequence[str], sums: Sequence[str]) -> list[t
         return []
     aggregates = ", ".join(f"sum({c})" for c in sums) or "count(*)"
     grouped = _arrow_sql(
-        rows, f"SELECT {', '.join(keys)}, {aggregates} FROM rows GROUP BY {', '.join(keys)}"
+        f"SELECT {', '.join(keys)}, {aggregates} FROM rows GROUP BY {', '.join(keys)}", rows=rows
     )
     return list(zip(*(column.to_pylist() for column in grouped.columns), strict=True))
 
@@ -747,14 +830,11 @@ def _new_seekers(rows: pa.Table) -> list[tuple[Any, ...]]:
     return _grouped(rows, ["listing_id", "kind"], [])
 
 
-def _kept_update(own_table: bool) -> Update:
-    """UPDATE of a kept listing's analytics columns (and, in leadflow's own table, its lister)."""
-    columns = [*ANALYTICS_COLUMNS, *(("lister_id", "lister_type") if own_table else ())]
-    return (
-        update(listings_table)
-        .where(listings_table.c.listing_id == bindparam("b_listing_id"))
-        .values({c: bindparam(c) for c in columns})
-    )
+def _json_doc(value: Any) -> dict[str, Any]:
+    """A JSON column's object as the driver returns it (text from SQLite, parsed from psycopg)."""
+    if value is None:
+        return {}
+    return dict(json.loads(value) if isinstance(value, str | bytes) else value)
 
 
 def _refresh_listings(totals_select: str, own_table: bool) -> str:

@@ -8,6 +8,8 @@ the events live so that only these rollups cross the network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from leadflow.events import LEAD_COUNTERS, Kind, Taxonomy
 from leadflow.transform.dialect import DUCKDB, Dialect
 
@@ -56,6 +58,8 @@ def hourly_metrics_sql(
     classification expression.
     """
     d = dialect
+    if d is DUCKDB and not identities and accepted is None:
+        return _duckdb_hourly_metrics(events, taxonomy, ordered)
 
     def only(condition: str) -> str:
         return condition if accepted is None else f"{accepted} AND {condition}"
@@ -95,6 +99,69 @@ SELECT
     END AS conversion_rate{extra}
 FROM {events}
 GROUP BY listing_id, hour_ts{having}{order}
+"""
+
+
+def _duckdb_hourly_metrics(events: str, taxonomy: Taxonomy, ordered: bool) -> str:
+    """DuckDB's reading of hourly_metrics_sql, in two levels: events per (listing, hour, kind,
+    seeker), then those groups per (listing, hour), where a distinct seeker count is a count of
+    groups. DuckDB runs this about twice as fast as DISTINCT aggregates; the columns and values
+    are the same."""
+
+    def total(condition: str) -> str:
+        return f"CAST(coalesce(sum(n) FILTER (WHERE {condition}), 0) AS BIGINT)"
+
+    def seekers(kind: Kind) -> str:
+        return f"count(seeker_id) FILTER (WHERE kind = '{kind}')"
+
+    per_channel = ",\n        ".join(
+        f"count(*) FILTER (WHERE channel IN {_channels_of(counter, taxonomy, DUCKDB)}) AS {counter}"
+        for counter in LEAD_COUNTERS
+    )
+    lead_counters = ",\n    ".join(
+        f"CAST(sum({counter}) AS BIGINT) AS {counter}" for counter in LEAD_COUNTERS
+    )
+    views, leads = total(f"kind = '{Kind.VIEW}'"), total(f"kind = '{Kind.LEAD}'")
+    query = f"""
+SELECT
+    listing_id,
+    {DUCKDB.date_of("hour_ts")} AS date,
+    {DUCKDB.hour_of("hour_ts")} AS hour,
+    {views} AS total_views,
+    {seekers(Kind.VIEW)} AS unique_views,
+    {total(f"kind = '{Kind.IMPRESSION}'")} AS impressions,
+    {total(f"kind = '{Kind.SHARE}'")} AS shares,
+    {total(f"kind = '{Kind.SAVE}'")} AS saves,
+    {leads} AS total_leads,
+    {lead_counters},
+    {seekers(Kind.LEAD)} AS unique_leads,
+    CASE WHEN {views} = 0 THEN 0.0 ELSE {leads} * 100.0 / {views} END AS conversion_rate
+FROM (
+    SELECT listing_id, hour_ts, kind, seeker_id, count(*) AS n,
+        {per_channel}
+    FROM {events}
+    GROUP BY listing_id, hour_ts, kind, seeker_id
+) AS per_seeker
+GROUP BY listing_id, hour_ts
+"""
+    return in_key_order(query, ("date", "hour")) if ordered else query
+
+
+def in_key_order(query: str, keys: Sequence[str]) -> str:
+    """`query`'s rows (DuckDB) ordered by listing_id, then `keys`.
+
+    Listing ids share long prefixes ('listing-00037'), which DuckDB's sort compares slowly, so
+    the distinct listings are ranked first and the rows sorted by rank: a fraction of the cost.
+    """
+    then = "".join(f", {key}" for key in keys)
+    return f"""
+WITH keyed AS ({query}),
+ranks AS (
+    SELECT listing_id, row_number() OVER (ORDER BY listing_id) AS listing_rank
+    FROM (SELECT DISTINCT listing_id FROM keyed) AS listings
+)
+SELECT keyed.* FROM keyed JOIN ranks USING (listing_id)
+ORDER BY listing_rank{then}
 """
 
 
@@ -142,15 +209,15 @@ def hour_seekers_sql(events: str) -> str:
             f"list(seeker_id) FILTER (WHERE kind = '{kind}'))), []))"
         )
 
-    return f"""
+    query = f"""
 SELECT listing_id, {DUCKDB.date_of("hour_ts")} AS date, {DUCKDB.hour_of("hour_ts")} AS hour,
        CAST({ids(Kind.VIEW)} AS VARCHAR) AS viewers,
        CAST({ids(Kind.LEAD)} AS VARCHAR) AS lead_seekers
 FROM {events}
 WHERE kind IN ('{Kind.VIEW}', '{Kind.LEAD}')
 GROUP BY listing_id, hour_ts
-ORDER BY listing_id, hour_ts
 """
+    return in_key_order(query, ("date", "hour"))
 
 
 def listing_seekers_sql(events: str) -> str:
