@@ -23,7 +23,12 @@ from leadflow.errors import LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
 from leadflow.sources import posthog
 from leadflow.sources.files import ExportFile, discover, raw_events_sql
-from leadflow.store.db import create_store_engine, ensure_schema
+from leadflow.store.db import (
+    checkpoint,
+    create_store_engine,
+    deferring_checkpoints,
+    ensure_schema,
+)
 from leadflow.store.lock import RunLock, heartbeat_statement
 from leadflow.store.schema import cron_runs, source_files, utcnow
 from leadflow.store.writer import SliceWriter, scratch_file
@@ -434,6 +439,7 @@ def run(
     progress: Progress | None = None,
     fault: Callable[[str], None] | None = None,
     on_started: Callable[[int], None] | None = None,
+    defer_checkpoint: bool = False,
 ) -> RunSummary:
     """One cron run over `source`, into the store of `settings`: `"posthog"` reads PostHog's
     Query API (settings.posthog_*); anything else names export files (a file, folder or glob).
@@ -441,11 +447,14 @@ def run(
     Raises RunLocked when another run holds the lock, SourceError/ConfigError before a run
     starts, and RunFailed (with the run's id, recorded in cron_runs) when a started run fails.
     `on_started` is called with the run's id as soon as the run is recorded in cron_runs (the
-    HTTP service answers a trigger that does not wait with it).
+    HTTP service answers a trigger that does not wait with it). `defer_checkpoint`: leave copying
+    SQLite's write-ahead log after the last slice to the caller (`store.db.checkpoint`), as the
+    service does once it has answered.
     """
     started = time.perf_counter()
     engine = engine or create_store_engine(settings.database_url)
     ensure_schema(engine)
+    engine = deferring_checkpoints(engine)
     from_posthog = source == POSTHOG
     files = [] if from_posthog else discover(source)
     client = posthog.client_from_settings(settings) if from_posthog else None
@@ -512,6 +521,8 @@ def run(
         if client is not None:
             client.close()
         lock.release()
+        if not defer_checkpoint:
+            checkpoint(engine)
 
 
 @dataclass
@@ -536,6 +547,7 @@ class SliceWrite:
 def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
     """Write one slice in one transaction, calling the fault hook after each WRITE_STEPS step."""
     now = utcnow()
+    checkpoint(work.engine)  # the slice before's pages
     with (
         work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
         SliceWriter(conn, now, work.scratch, piece.staged) as writer,

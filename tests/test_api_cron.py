@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 import time
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +63,33 @@ def test_a_trigger_runs_the_pipeline_and_answers_its_summary(api_factory):
     again = api.cron().post("/api/cron/analytics").json()
     assert (again["events_read"], again["leads_inserted"]) == (0, 0)
     assert again["run_id"] == summary["run_id"] + 1
+
+
+def test_the_service_copies_a_runs_write_ahead_log_after_answering(api_factory, tmp_path):
+    """SQLite: the trigger is answered before the run's log is copied into the database file,
+    which a background thread of the service then does."""
+    api = api_factory()
+    if api.store.kind != "sqlite":
+        assert api.store.kind == "postgresql"  # no write-ahead log of leadflow's to copy
+        return
+    api.write(standard_events())
+    assert api.cron().post("/api/cron/analytics").status_code == 200
+    database = Path(api.store.url.removeprefix("sqlite:///"))
+
+    def runs_in_database_file() -> int:
+        copy = tmp_path / "copy.db"
+        shutil.copyfile(database, copy)
+        with closing(sqlite3.connect(copy)) as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM cron_runs WHERE status = 'succeeded'"
+            ).fetchone()
+        copy.unlink()
+        return int(count)
+
+    deadline = time.monotonic() + 30
+    while runs_in_database_file() != 1:
+        assert time.monotonic() < deadline, "the run's log was not copied"
+        time.sleep(0.05)
 
 
 def test_schedulers_that_send_get_can_trigger_too(api_factory):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -290,3 +293,42 @@ def test_runs_leave_no_scratch_files_and_no_attached_stores(store, tmp_path, mon
         with store.engine.connect() as conn:
             attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
         assert attached <= {"main", "temp"}
+
+
+def test_a_run_copies_its_write_ahead_log_unless_its_caller_will(tmp_path):
+    """SQLite: a run's commits leave the write-ahead log to the run, which copies it into the
+    database file before each slice and at its end; `defer_checkpoint` leaves the last copy to
+    the caller (the service makes it after answering)."""
+    from leadflow.pipeline import run
+    from leadflow.store.db import checkpoint
+    from tests.conftest import Store
+
+    database = tmp_path / "leadflow.db"
+    store = Store(f"sqlite:///{database}", "sqlite")
+
+    def files_in_database_file() -> int:
+        """The ledger's files as the database file alone holds them (without its log)."""
+        copy = tmp_path / "file-only" / "copy.db"
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copyfile(database, copy)
+        with closing(sqlite3.connect(copy)) as db:
+            (count,) = db.execute("SELECT count(*) FROM source_files").fetchone()
+        shutil.rmtree(copy.parent)
+        return int(count)
+
+    # Enough hours that the log passes SQLite's automatic checkpoint (1000 pages).
+    events = [
+        event(f"e{i}", "property_view", at(i), f"listing-{i % 3000}", f"s{i}")
+        for i in range(30_000)
+    ]
+    store.run(write_jsonl(tmp_path / "first.jsonl", events))
+    assert files_in_database_file() == 1
+
+    later = [{**e, "uuid": "late-" + e["uuid"]} for e in events]
+    second = write_jsonl(tmp_path / "second.jsonl", later)
+    summary = run(store.settings(), str(second), engine=store.engine, defer_checkpoint=True)
+    assert summary.hours_written > 0
+    assert files_in_database_file() == 1  # the run's commits are in the log only
+    checkpoint(store.engine)
+    assert files_in_database_file() == 2
+    store.engine.dispose()

@@ -18,6 +18,7 @@ from leadflow.api.schemas import CronRun, CronRunPage, RunFailedBody, RunStarted
 from leadflow.config import Settings
 from leadflow.errors import ConfigError, NotFound, RunFailed, RunLocked
 from leadflow.store import reads
+from leadflow.store.db import checkpoint
 
 log = logging.getLogger("leadflow.api")
 
@@ -70,10 +71,21 @@ class CronRunner:
         if not self._busy.acquire(blocking=False):
             raise self._refuse()
         try:
-            return pipeline.run(self.settings, source, engine=self.engine, on_started=self._started)
+            summary = pipeline.run(
+                self.settings,
+                source,
+                engine=self.engine,
+                on_started=self._started,
+                defer_checkpoint=True,
+            )
         finally:
             self.current_run = None
             self._busy.release()
+            # Copy the run's write-ahead log into the database once the trigger has its answer.
+            threading.Thread(
+                target=checkpoint, args=(self.engine,), name="leadflow-checkpoint", daemon=True
+            ).start()
+        return summary
 
     def start(self) -> int:
         """Start a run in the background and return its id once it is recorded."""
