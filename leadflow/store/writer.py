@@ -9,6 +9,7 @@ Close the writer (it is a context manager) after the transaction ends.
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import itertools
@@ -232,8 +233,10 @@ class SliceWriter:
         upsert_keys: Sequence[str] = (),
         ignore: bool = False,
         constants: dict[str, Any] | None = None,
-    ) -> None:
-        """INSERT the `columns` of staging table `source` (plus `constants`) into `table`."""
+        returning: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """INSERT the `columns` of staging table `source` (plus `constants`) into `table`; the
+        `returning` columns of the rows it inserted (not of those a conflict ignored)."""
         constants = constants or {}
         names = ", ".join([*columns, *constants])
         values = ", ".join([*columns, *(self._placeholder for _ in constants)])
@@ -247,7 +250,10 @@ class SliceWriter:
             sql += f" ON CONFLICT ({', '.join(upsert_keys)}) DO UPDATE SET {sets}"
         elif ignore and not sqlite_ignore:
             sql += " ON CONFLICT DO NOTHING"
-        self.dbapi.execute(sql, tuple(constants.values()))
+        if returning:
+            sql += f" RETURNING {', '.join(returning)}"
+        cursor = self.dbapi.execute(sql, tuple(constants.values()))
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
 
     def _insert_sql(
         self,
@@ -417,14 +423,18 @@ class SliceWriter:
         self._insert_select(table, [c.name for c in table.c], self._ingest(rows))
 
     def add_seekers(self, rows: pa.Table) -> None:
-        """Remember these distinct (listing, kind, seeker)s; count per listing the new ones."""
-        staged = self._seekers_table(rows)
-        self._seekers.replace(self._query(_known_seekers_sql(staged)), _new_seekers(rows))
-        self._insert_seekers(staged)
-
-    def _insert_seekers(self, staged: str) -> None:
+        """Remember these distinct (listing, kind, seeker)s; count per listing the new ones:
+        those the insert did not find (it returns only the rows it inserts)."""
         columns = ["listing_id", "kind", "seeker_id"]
-        self._insert_select(listing_seekers, columns, staged, ignore=True)
+        added = self._insert_select(
+            listing_seekers,
+            columns,
+            self._seekers_table(rows),
+            ignore=True,
+            returning=("listing_id", "kind"),
+        )
+        counts = collections.Counter(added)
+        self._seekers.replace([], [(listing, kind, n) for (listing, kind), n in counts.items()])
 
     def refresh_listings(self, listers: pa.Table) -> int:
         """Bring the cumulative totals of these listings up to date.
@@ -499,10 +509,7 @@ class SliceWriter:
             for c in columns
         )
         rows = [
-            (
-                *(json.dumps(u[c]) if c in json_columns else u[c] for c in columns),
-                u["listing_id"],
-            )
+            (*(_json_text(u[c]) if c in json_columns else u[c] for c in columns), u["listing_id"])
             for u in updates
         ]
         cursor = self.dbapi.cursor()
@@ -526,13 +533,19 @@ class SliceWriter:
             values[column] = int(row[column]) + added.get((kind,), [0])[0]
         views, leads_ = values["total_views"], values["total_leads"]
         values["conversion_rate"] = leads_ * 100.0 / views if views > 0 else 0.0
-        shares = _json_doc(row["share_breakdown"])
-        channels = _json_doc(row["leads_breakdown"])
-        for (dimension, key), (change,) in self._breakdowns.of(listing).items():
-            counts = shares if dimension == "share_platform" else channels
-            counts[key] = int(counts.get(key, 0)) + change
-        values["share_breakdown"] = {k: v for k, v in sorted(shares.items()) if v}
-        values["leads_breakdown"] = {k: int(channels.get(k, 0)) for k in LEADS_BREAKDOWN_KEYS}
+        # The JSON breakdowns as stored, unless this slice changes them (most hours of most
+        # listings have no share and no lead).
+        values["share_breakdown"] = row["share_breakdown"]
+        values["leads_breakdown"] = row["leads_breakdown"]
+        changes = self._breakdowns.of(listing)
+        if any(change for (change,) in changes.values()):
+            shares = _json_doc(row["share_breakdown"])
+            channels = _json_doc(row["leads_breakdown"])
+            for (dimension, key), (change,) in changes.items():
+                counts = shares if dimension == "share_platform" else channels
+                counts[key] = int(counts.get(key, 0)) + change
+            values["share_breakdown"] = {k: v for k, v in sorted(shares.items()) if v}
+            values["leads_breakdown"] = {k: int(channels.get(k, 0)) for k in LEADS_BREAKDOWN_KEYS}
         if self.owns_listings():
             values["lister_id"] = lister_id if lister_id is not None else row["lister_id"]
             values["lister_type"] = lister_type if lister_type is not None else row["lister_type"]
@@ -779,16 +792,6 @@ def _old_breakdown_sql(hours: str) -> str:
     )
 
 
-def _known_seekers_sql(staged: str) -> str:
-    """Per (listing, kind), how many of the staged seekers the store already has."""
-    return (
-        "SELECT s.listing_id, s.kind, count(*) FROM listing_seekers s "
-        "WHERE (s.listing_id, s.kind, s.seeker_id) IN "
-        f"(SELECT listing_id, kind, seeker_id FROM {staged}) "
-        "GROUP BY s.listing_id, s.kind"
-    )
-
-
 @functools.cache
 def _engine() -> duckdb.DuckDBPyConnection:
     """The process's in-memory DuckDB for small Arrow computations (a new database costs tens
@@ -808,10 +811,10 @@ def _arrow_sql(sql: str, **tables: pa.Table) -> pa.Table:
 
 
 def _grouped(rows: pa.Table, keys: Sequence[str], sums: Sequence[str]) -> list[tuple[Any, ...]]:
-    """(keys..., sum of each of `sums`) per group of `rows` (count(*) when `sums` is empty)."""
+    """(keys..., sum of each of `sums`) per group of `rows`."""
     if rows.num_rows == 0:
         return []
-    aggregates = ", ".join(f"sum({c})" for c in sums) or "count(*)"
+    aggregates = ", ".join(f"sum({c})" for c in sums)
     grouped = _arrow_sql(
         f"SELECT {', '.join(keys)}, {aggregates} FROM rows GROUP BY {', '.join(keys)}", rows=rows
     )
@@ -826,8 +829,9 @@ def _new_breakdown(rows: pa.Table) -> list[tuple[Any, ...]]:
     return _grouped(rows, ["listing_id", "dimension", "key"], ["count"])
 
 
-def _new_seekers(rows: pa.Table) -> list[tuple[Any, ...]]:
-    return _grouped(rows, ["listing_id", "kind"], [])
+def _json_text(value: Any) -> Any:
+    """A JSON column's value as the driver takes it: text, as read (SQLite) or serialised."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 def _json_doc(value: Any) -> dict[str, Any]:
