@@ -94,34 +94,27 @@ def classify_sql(
         if kind_of is not None:
             fragment_columns.append(f"CASE WHEN {guard} THEN {kind_of} END AS j_{name}")
     fragments = ",\n        ".join(fragment_columns)
-    typed = ",\n        ".join(
-        f"{d.json_type(f'f_{name}', f'j_{name}')} AS t_{name},\n        "
-        f"{d.json_value(f'f_{name}')} AS v_{name}"
-        for name in names
-    )
 
-    # Per property, three flags computed once (a_: absent, i_: a usable id, s_: present but not
-    # a string); the checks below read the flags, which keeps the query small for the engines.
-    def flag_columns(name: str) -> str:
-        absent = f"coalesce(t_{name} IS NULL OR t_{name} = 'NULL' OR (t_{name} = 'VARCHAR' AND v_{name} = ''), true)"
-        return (
-            f"{absent} AS a_{name},\n        "
-            f"coalesce(t_{name} IN ('VARCHAR', 'BIGINT', 'UBIGINT') AND v_{name} <> '', false) AS i_{name},\n        "
-            f"coalesce(NOT ({absent}) AND t_{name} <> 'VARCHAR', false) AS s_{name}"
-        )
+    # Per property, its value as text (`json_value`) and what kind of value it is, as a small
+    # integer (`value_kind`: 0 absent, 1 a non-empty string, 2 an integer, 3 anything else); the
+    # checks below compare those integers, which costs far less than comparing type names.
+    def typed_columns(name: str) -> str:
+        value = d.json_value(f"f_{name}")
+        kind = d.value_kind(f"f_{name}", f"j_{name}", value)
+        return f"{value} AS v_{name},\n        {kind} AS k_{name}"
 
-    flags = ",\n        ".join(flag_columns(name) for name in names)
-    flag_names = ", ".join(f"a_{name}, i_{name}, s_{name}" for name in names)
+    typed = ",\n        ".join(typed_columns(name) for name in names)
     value_names = ", ".join(f"v_{name}" for name in names)
+    kind_names = ", ".join(f"k_{name}" for name in names)
 
     def has_id(name: str) -> str:
-        return f"i_{name}"
+        return f"k_{name} IN (1, 2)"
 
     def absent(name: str) -> str:
-        return f"a_{name}"
+        return f"k_{name} = 0"
 
     def bad_string(name: str) -> str:
-        return f"s_{name}"
+        return f"k_{name} >= 2"
 
     fixed_leads = " ".join(
         f"WHEN event = {q(name)} THEN {q(lead_type)}" for name, lead_type in t.lead_events.items()
@@ -137,7 +130,7 @@ def classify_sql(
         WHEN event IN {d.in_list(t.impression_events)} THEN '{Kind.IMPRESSION}'
         WHEN event IN {d.in_list(t.share_events)} THEN '{Kind.SHARE}'
         WHEN event IN {d.in_list(t.save_events)}
-             AND NOT coalesce(NOT a_action AND NOT s_action AND v_action = {q(t.save_remove_action)}, false)
+             AND NOT (k_action = 1 AND v_action = {q(t.save_remove_action)})
              THEN '{Kind.SAVE}'
         END"""
     message_expr = f"CASE WHEN {absent('msg')} THEN {q(t.default_message_type)} ELSE v_msg END"
@@ -153,6 +146,8 @@ def classify_sql(
         if d.batch_extract
         else ""
     )
+    # The reject reason is worked out in the final SELECT, with the output columns: a stage of
+    # its own would only carry every column through once more.
     return f"""
 WITH checked_props AS (
     SELECT file_id, malformed, uuid, event, distinct_id, props, props_bad, ts{extra},
@@ -171,48 +166,13 @@ WITH checked_props AS (
     SELECT file_id, malformed, uuid, event, distinct_id, props_unusable, ts{extra},
         {typed}
     FROM fragments
-), flagged AS (
-    SELECT file_id, malformed, uuid, event, distinct_id, props_unusable, ts{extra},
-        {value_names},
-        {flags}
-    FROM typed
 ), kinded AS (
     SELECT file_id, malformed, uuid, event, distinct_id, props_unusable, ts{extra},
-        {value_names}, {flag_names},
+        {value_names}, {kind_names},
         {kind_expr} AS kind,
         {lead_type_expr} AS lead_type,
         {message_expr} AS msg_type
-    FROM flagged
-), checked AS (
-    SELECT file_id, uuid, distinct_id, ts{extra}, {value_names}, {flag_names},
-        kind, lead_type, msg_type,
-        CASE
-            WHEN malformed THEN '{r.MALFORMED_JSON}'
-            WHEN uuid IS NULL OR uuid = '' THEN '{r.MISSING_UUID}'
-            WHEN event IS NULL OR event = '' THEN '{r.MISSING_EVENT}'
-            WHEN kind IS NULL THEN '{r.IGNORED_EVENT}'
-            WHEN props_unusable THEN '{r.BAD_PROPERTIES}'
-            WHEN ts IS NULL THEN '{r.BAD_TIMESTAMP}'
-            WHEN {absent("listing")} THEN '{r.MISSING_LISTING_ID}'
-            WHEN NOT {has_id("seeker")} AND NOT {absent("seeker")} THEN '{r.WRONG_TYPE}'
-            WHEN {absent("seeker")} AND (distinct_id IS NULL OR distinct_id = '')
-                THEN '{r.MISSING_SEEKER}'
-            WHEN NOT {has_id("listing")} THEN '{r.WRONG_TYPE}'
-            WHEN NOT {absent("lister")} AND NOT {has_id("lister")} THEN '{r.WRONG_TYPE}'
-            WHEN {bad_string("lister_type")} THEN '{r.WRONG_TYPE}'
-            WHEN kind = '{Kind.LEAD}' AND event IN {d.in_list(t.unified_lead_events)}
-                AND {bad_string("lead_type")} THEN '{r.WRONG_TYPE}'
-            WHEN kind = '{Kind.LEAD}' AND lead_type NOT IN {d.in_list(t.lead_types)}
-                THEN '{r.INVALID_VALUE}'
-            WHEN kind = '{Kind.LEAD}' AND lead_type = 'message' AND {bad_string("msg")}
-                THEN '{r.WRONG_TYPE}'
-            WHEN kind = '{Kind.LEAD}' AND lead_type = 'message'
-                AND msg_type NOT IN {d.in_list(t.message_types)} THEN '{r.INVALID_VALUE}'
-            WHEN kind = '{Kind.LEAD}' AND lead_type = 'appointment' AND {bad_string("appt")}
-                THEN '{r.WRONG_TYPE}'
-            WHEN kind = '{Kind.SHARE}' AND {bad_string("platform")} THEN '{r.WRONG_TYPE}'
-        END AS reject
-    FROM kinded
+    FROM typed
 )
 SELECT
     file_id,
@@ -230,6 +190,31 @@ SELECT
     CASE WHEN kind = '{Kind.SHARE}' AND NOT {absent("platform")} THEN v_platform END AS platform,
     ts,
     {d.hour("ts")} AS hour_ts,
-    reject{extra}
-FROM checked
+    CASE
+        WHEN malformed THEN '{r.MALFORMED_JSON}'
+        WHEN uuid IS NULL OR uuid = '' THEN '{r.MISSING_UUID}'
+        WHEN event IS NULL OR event = '' THEN '{r.MISSING_EVENT}'
+        WHEN kind IS NULL THEN '{r.IGNORED_EVENT}'
+        WHEN props_unusable THEN '{r.BAD_PROPERTIES}'
+        WHEN ts IS NULL THEN '{r.BAD_TIMESTAMP}'
+        WHEN {absent("listing")} THEN '{r.MISSING_LISTING_ID}'
+        WHEN NOT {has_id("seeker")} AND NOT {absent("seeker")} THEN '{r.WRONG_TYPE}'
+        WHEN {absent("seeker")} AND (distinct_id IS NULL OR distinct_id = '')
+            THEN '{r.MISSING_SEEKER}'
+        WHEN NOT {has_id("listing")} THEN '{r.WRONG_TYPE}'
+        WHEN NOT {absent("lister")} AND NOT {has_id("lister")} THEN '{r.WRONG_TYPE}'
+        WHEN {bad_string("lister_type")} THEN '{r.WRONG_TYPE}'
+        WHEN kind = '{Kind.LEAD}' AND event IN {d.in_list(t.unified_lead_events)}
+            AND {bad_string("lead_type")} THEN '{r.WRONG_TYPE}'
+        WHEN kind = '{Kind.LEAD}' AND lead_type NOT IN {d.in_list(t.lead_types)}
+            THEN '{r.INVALID_VALUE}'
+        WHEN kind = '{Kind.LEAD}' AND lead_type = 'message' AND {bad_string("msg")}
+            THEN '{r.WRONG_TYPE}'
+        WHEN kind = '{Kind.LEAD}' AND lead_type = 'message'
+            AND msg_type NOT IN {d.in_list(t.message_types)} THEN '{r.INVALID_VALUE}'
+        WHEN kind = '{Kind.LEAD}' AND lead_type = 'appointment' AND {bad_string("appt")}
+            THEN '{r.WRONG_TYPE}'
+        WHEN kind = '{Kind.SHARE}' AND {bad_string("platform")} THEN '{r.WRONG_TYPE}'
+    END AS reject{extra}
+FROM kinded
 """

@@ -17,9 +17,6 @@ The semantics kept equal, and the one place they are not spelled equal on purpos
 
 from __future__ import annotations
 
-# DuckDB's names for a JSON value's type (json_type); the HogQL dialect maps ClickHouse's onto them.
-JSON_TYPES = ("VARCHAR", "OBJECT", "ARRAY", "BOOLEAN", "NULL", "BIGINT", "DOUBLE")
-
 
 class Dialect:
     """How one engine spells the few things the shared templates need."""
@@ -53,8 +50,10 @@ class Dialect:
         """An extra per-property column the type needs (None: the type comes from the text)."""
         return None
 
-    def json_type(self, fragment: str, type_column: str) -> str:
-        """The JSON type of a property (one of JSON_TYPES), NULL when absent."""
+    def value_kind(self, fragment: str, type_column: str, value: str) -> str:
+        """What a property holds, as an integer: 0 nothing (absent, JSON null or an empty
+        string), 1 a non-empty string, 2 an integer, 3 any other value (a fraction, a boolean,
+        an object, an array). `value`: the property's `json_value`."""
         raise NotImplementedError
 
     def json_value(self, fragment: str) -> str:
@@ -97,7 +96,11 @@ class DuckDBDialect(Dialect):
         return "'" + value.replace("'", "''") + "'"
 
     def props_ok(self, props: str) -> str:
-        return f"coalesce(json_valid({props}) AND starts_with(ltrim({props}), '{{'), false)"
+        # Text that starts with `{` (the common case) needs no ltrim to tell it is an object.
+        return f"""CASE WHEN starts_with({props}, '{{') THEN json_valid({props})
+            WHEN starts_with(ltrim({props}), '{{') THEN json_valid({props})
+            ELSE false
+        END"""
 
     def props_extract(self, props: str, keys: list[str]) -> str:
         paths = "[" + ", ".join(self.quote("$." + key) for key in keys) + "]"
@@ -108,26 +111,25 @@ class DuckDBDialect(Dialect):
             return f"CAST(p[{index + 1}] AS VARCHAR)"
         return f"CAST(json_extract({props}, {self.quote('$.' + key)}) AS VARCHAR)"
 
-    def json_type(self, fragment: str, type_column: str) -> str:
-        # A JSON fragment tells its type by its first character, which costs far less than
-        # parsing it again.
+    def value_kind(self, fragment: str, type_column: str, value: str) -> str:
+        # A JSON fragment tells its type by its text, which costs far less than parsing it
+        # again; the common case, a non-empty string, is decided by the first two tests. Only
+        # `""` holds an empty string (an escape always stands for a character).
         f = fragment
-        return f"""CASE WHEN {f} IS NULL THEN NULL
-            WHEN starts_with({f}, '"') THEN 'VARCHAR'
-            WHEN starts_with({f}, '{{') THEN 'OBJECT'
-            WHEN starts_with({f}, '[') THEN 'ARRAY'
-            WHEN {f} IN ('true', 'false') THEN 'BOOLEAN'
-            WHEN {f} = 'null' THEN 'NULL'
-            WHEN regexp_full_match({f}, '-?[0-9]+') THEN 'BIGINT'
-            ELSE 'DOUBLE'
+        return f"""CASE WHEN {f} = '""' THEN 0
+            WHEN starts_with({f}, '"') THEN 1
+            WHEN {f} IS NULL OR {f} = 'null' THEN 0
+            WHEN regexp_full_match({f}, '-?[0-9]+') THEN 2
+            ELSE 3
         END"""
 
     def json_value(self, fragment: str) -> str:
         f = fragment
-        # Strings are unquoted, and unescaped only if they need it.
+        # Strings are unquoted, and unescaped only if they need it; substr costs less than a
+        # slice ([2:-2]).
         return f"""CASE WHEN NOT starts_with({f}, '"') THEN {f}
              WHEN contains({f}, '\\') THEN CAST({f} AS JSON) ->> '$'
-             ELSE {f}[2:-2]
+             ELSE substr({f}, 2, length({f}) - 2)
         END"""
 
     def hour(self, ts: str) -> str:
@@ -152,19 +154,6 @@ class DuckDBDialect(Dialect):
         return f"CAST(hour({hour_ts}) AS SMALLINT)"
 
 
-# ClickHouse's JSONType names → DuckDB's.
-_CLICKHOUSE_JSON_TYPES = {
-    "String": "VARCHAR",
-    "Object": "OBJECT",
-    "Array": "ARRAY",
-    "Bool": "BOOLEAN",
-    "Null": "NULL",
-    "Int64": "BIGINT",
-    "UInt64": "BIGINT",
-    "Double": "DOUBLE",
-}
-
-
 class HogQLDialect(Dialect):
     """PostHog's HogQL: ClickHouse SQL through PostHog's function whitelist."""
 
@@ -183,12 +172,15 @@ class HogQLDialect(Dialect):
     def fragment_type(self, props: str, key: str) -> str | None:
         return f"toString(JSONType({props}, {self.quote(key)}))"
 
-    def json_type(self, fragment: str, type_column: str) -> str:
-        cases = " ".join(
-            f"WHEN {type_column} = {self.quote(ch)} THEN {self.quote(duck)}"
-            for ch, duck in _CLICKHOUSE_JSON_TYPES.items()
-        )
-        return f"CASE WHEN {fragment} IS NULL THEN NULL {cases} END"
+    def value_kind(self, fragment: str, type_column: str, value: str) -> str:
+        t = type_column
+        return f"""CASE WHEN {fragment} IS NULL THEN 0
+            WHEN {t} = 'String' AND {value} = '' THEN 0
+            WHEN {t} = 'String' THEN 1
+            WHEN {t} IN ('Int64', 'UInt64') THEN 2
+            WHEN {t} IN ('Double', 'Bool', 'Object', 'Array') THEN 3
+            ELSE 0
+        END"""
 
     def json_value(self, fragment: str) -> str:
         f = fragment
