@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -174,6 +174,8 @@ def _engine_session(
     con = duckdb.connect(":memory:" if in_memory else f"{workdir}/run.duckdb", config=config)
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # Progress is the run's to report (its Progress): no bar of DuckDB's on the terminal.
+        con.execute("SET enable_progress_bar = false")
         yield con
     finally:
         con.close()
@@ -529,19 +531,30 @@ def run(
 class SliceWrite:
     """One slice's rows and how its transaction records the slice's source progress."""
 
-    metrics: pa.Table | None  # None: a slice with no hours to write (the cursor still moves)
-    breakdown: pa.Table | None
-    hour_seekers: pa.Table | None
-    seekers: pa.Table | None
-    listers: pa.Table | None
+    # The slice's tables (None: a slice with no hours to write; the cursor still moves). Called
+    # once the slice's leads and source progress are written, so that a run writes those while
+    # the slice's rows are still being aggregated.
+    tables: Callable[[], SliceTables | None]
     # Inserts the slice's new leads (after deduplicating them against the store).
     leads: Callable[[SliceWriter], None] | None
     # Records how far the source is read (the file ledger, or the PostHog cursor).
     progress: Callable[[Connection], None]
     # The run's cron_runs values once this slice is written.
     run_values: Callable[[], dict[str, Any]]
+
+
+@dataclass
+class SliceTables:
+    """One slice's aggregates, as the writer takes them."""
+
+    metrics: pa.Table
+    breakdown: pa.Table
+    hour_seekers: pa.Table
+    seekers: pa.Table
+    listers: pa.Table
     # (rows, scratch file) pairs of the tables above already loaded for the store (SQLite).
     staged: Sequence[tuple[pa.Table, str]] = ()
+    seconds: float = 0.0  # how long aggregating (and loading) them took
 
 
 def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
@@ -550,7 +563,7 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
     checkpoint(work.engine)  # the slice before's pages
     with (
         work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-        SliceWriter(conn, now, work.scratch, piece.staged) as writer,
+        SliceWriter(conn, now, work.scratch) as writer,
         conn.begin(),
     ):
         if piece.leads is not None:
@@ -558,18 +571,18 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
             work.fault("leads")
         piece.progress(conn)
         work.fault("ledger")
-        if piece.metrics is not None:
-            assert piece.breakdown is not None and piece.hour_seekers is not None
-            assert piece.seekers is not None and piece.listers is not None
-            summary.hours_written += writer.upsert_analytics(piece.metrics)
+        tables = piece.tables()
+        if tables is not None:
+            writer.adopt(tables.staged)
+            summary.hours_written += writer.upsert_analytics(tables.metrics)
             work.fault("analytics")
-            writer.replace_breakdown(piece.metrics, piece.breakdown)
+            writer.replace_breakdown(tables.metrics, tables.breakdown)
             work.fault("breakdown")
-            writer.replace_hour_seekers(piece.metrics, piece.hour_seekers)
+            writer.replace_hour_seekers(tables.metrics, tables.hour_seekers)
             work.fault("hour_seekers")
-            writer.add_seekers(piece.seekers)
+            writer.add_seekers(tables.seekers)
             work.fault("seekers")
-            writer.refresh_listings(piece.listers)
+            writer.refresh_listings(tables.listers)
             work.fault("listings")
         conn.execute(
             update(cron_runs).where(cron_runs.c.id == summary.run_id).values(**piece.run_values())
@@ -598,61 +611,80 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
     if work.progress:
         work.progress.planned(sum(s.events for s in slices), len(slices))
 
-    # Slice k+1 is aggregated (DuckDB, on its own connection) while slice k is written (the
-    # store, single-threaded): the two overlap on the machine's cores.
+    # Slice k+1 is aggregated (DuckDB, on its own connections) while slice k is written (the
+    # store, single-threaded): the two overlap on the machine's cores. The first slice's leads
+    # are written while its rows are aggregated.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-aggregate") as pool:
-        pending = pool.submit(_aggregate_slice, work, slices[0]) if slices else None
+        pending = [pool.submit(_aggregate_slice, work, piece) for piece in slices[:1]]
         for index, piece in enumerate(slices or [None]):
-            rows: _SliceRows | None = None
-            if pending is not None:
-                rows = pending.result()
-                timings["aggregate"] = timings.get("aggregate", 0.0) + rows.seconds
-                pending = None
-                if index + 1 < len(slices):
-                    pending = pool.submit(_aggregate_slice, work, slices[index + 1])
+            if index + 1 < len(slices):
+                pending.append(pool.submit(_aggregate_slice, work, slices[index + 1]))
+            aggregated = _Awaited(pending.pop(0) if piece is not None else None)
             clock = time.perf_counter()
-            _write_file_slice(work, summary, ledger, ranges, slices, index, piece, rows)
-            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
+            _write_file_slice(work, summary, ledger, ranges, slices, index, piece, aggregated)
+            timings["write"] = (
+                timings.get("write", 0.0) + time.perf_counter() - clock - aggregated.waited
+            )
+            if aggregated.tables is not None:
+                timings["aggregate"] = timings.get("aggregate", 0.0) + aggregated.tables.seconds
             if work.progress and piece is not None:
                 work.progress.advanced(piece.events)
 
 
-@dataclass
-class _SliceRows:
-    """One slice's aggregates, as the writer takes them."""
+class _Awaited:
+    """A slice's tables from the aggregating thread, and how long the writer waited for them."""
 
-    metrics: pa.Table
-    breakdown: pa.Table
-    hour_seekers: pa.Table
-    seekers: pa.Table
-    listers: pa.Table
-    staged: list[tuple[pa.Table, str]]
-    seconds: float
+    def __init__(self, future: Future[SliceTables] | None) -> None:
+        self.future = future
+        self.tables: SliceTables | None = None
+        self.waited = 0.0
+
+    def __call__(self) -> SliceTables | None:
+        if self.future is not None and self.tables is None:
+            clock = time.perf_counter()
+            self.tables = self.future.result()
+            self.waited = time.perf_counter() - clock
+        return self.tables
 
 
-def _aggregate_slice(work: FileRun, piece: Slice) -> _SliceRows:
-    """Aggregate one slice's events, on a DuckDB connection of the calling thread's own, and
-    load the rows a SQLite store takes into scratch files there (off the writing thread)."""
+def _aggregate_slice(work: FileRun, piece: Slice) -> SliceTables:
+    """Aggregate one slice's events, and load the rows a SQLite store takes into scratch files
+    (off the writing thread).
+
+    The queries run two at a time, each on a DuckDB connection of its thread's own: a small
+    slice (an hourly run's) fits in one of DuckDB's row groups, which one thread scans."""
     clock = time.perf_counter()
     where = (
         f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
         f"AND TIMESTAMP '{piece.last_hour}')"
     )
-    with work.con.cursor() as con:
+    scratch = work.scratch if work.engine.dialect.name == "sqlite" else None
 
-        def arrow(sql: str) -> pa.Table:
-            return con.sql(sql).to_arrow_table()
+    def rows(sql: str, staged: bool = True) -> tuple[pa.Table, str | None]:
+        with work.con.cursor() as con:
+            table = con.sql(sql).to_arrow_table()
+        return table, scratch_file(scratch, table) if staged and scratch else None
 
-        metrics = arrow(hourly_metrics_sql(where, work.taxonomy))
-        breakdown = arrow(hourly_breakdown_sql(where))
-        hour_seekers = arrow(hour_seekers_sql(where))
-        seekers = arrow(listing_seekers_sql(where))
-        listers = arrow(listing_listers_sql(where))
-    staged: list[tuple[pa.Table, str]] = []
-    if work.engine.dialect.name == "sqlite" and work.scratch is not None:
-        for table in (metrics, breakdown, hour_seekers, seekers):
-            staged.append((table, scratch_file(work.scratch, table)))
-    return _SliceRows(
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="leadflow-query") as pool:
+        results = [
+            pool.submit(rows, sql, staged)
+            for sql, staged in (
+                (hourly_metrics_sql(where, work.taxonomy), True),
+                (hour_seekers_sql(where), True),
+                (hourly_breakdown_sql(where), True),
+                (listing_seekers_sql(where), True),
+                (listing_listers_sql(where), False),
+            )
+        ]
+        (metrics, m), (hour_seekers, h), (breakdown, b), (seekers, s), (listers, _) = (
+            result.result() for result in results
+        )
+    staged = [
+        (table, path)
+        for table, path in ((metrics, m), (breakdown, b), (hour_seekers, h), (seekers, s))
+        if path
+    ]
+    return SliceTables(
         metrics, breakdown, hour_seekers, seekers, listers, staged, time.perf_counter() - clock
     )
 
@@ -665,7 +697,7 @@ def _write_file_slice(
     slices: list[Slice],
     index: int,
     piece: Slice | None,
-    rows: _SliceRows | None,
+    tables: Callable[[], SliceTables | None],
 ) -> None:
     """Write slice `index` of a file run (a run without slices writes one, with no rows)."""
     last = index == len(slices) - 1 or piece is None
@@ -690,15 +722,10 @@ def _write_file_slice(
         work,
         summary,
         SliceWrite(
-            rows.metrics if rows else None,
-            rows.breakdown if rows else None,
-            rows.hour_seekers if rows else None,
-            rows.seekers if rows else None,
-            rows.listers if rows else None,
+            tables,
             leads=insert_leads if first else None,
             progress=record_ledger,
             run_values=run_values,
-            staged=rows.staged if rows else (),
         ),
     )
 
@@ -800,16 +827,21 @@ def _run_posthog(work: FileRun, client: posthog.QueryClient, summary: RunSummary
             summary.listings_updated = len(touched)
             return summary.progress_values(slices_done, len(slices))
 
+        tables = (
+            SliceTables(rows.metrics, rows.breakdown, rows.hour_seekers, rows.seekers, rows.listers)
+            if piece.hours
+            else None
+        )
+
+        def given(tables: SliceTables | None = tables) -> SliceTables | None:
+            return tables
+
         try:
             _write_slice(
                 work,
                 summary,
                 SliceWrite(
-                    rows.metrics if piece.hours else None,
-                    rows.breakdown,
-                    rows.hour_seekers,
-                    rows.seekers,
-                    rows.listers,
+                    given,
                     leads=insert_leads,
                     progress=record_cursor,
                     run_values=run_values,

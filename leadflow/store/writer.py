@@ -121,26 +121,12 @@ class SliceWriter:
     table's key order. The scratch files are detached and deleted by `close()`.
     """
 
-    def __new__(
-        cls,
-        conn: Connection,
-        now: datetime,
-        scratch: str | None = None,
-        staged: Sequence[tuple[pa.Table, str]] = (),
-    ) -> SliceWriter:
+    def __new__(cls, conn: Connection, now: datetime, scratch: str | None = None) -> SliceWriter:
         if cls is SliceWriter and conn.dialect.name == "postgresql":
             cls = PostgresSliceWriter
         return super().__new__(cls)
 
-    def __init__(
-        self,
-        conn: Connection,
-        now: datetime,
-        scratch: str | None = None,
-        staged: Sequence[tuple[pa.Table, str]] = (),
-    ) -> None:
-        """`staged`: (rows, scratch_file(…, rows)) pairs loaded ahead; the writer attaches such a
-        file instead of loading its rows again, and deletes it when it closes."""
+    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
         self.conn = conn
         self.dbapi: Any = conn.connection.driver_connection
         self.dialect = conn.dialect
@@ -155,7 +141,7 @@ class SliceWriter:
         self._temp_ready = False
         self._attached: dict[str, str] = {}  # schema name → scratch file
         self._staged: dict[str, pa.Table] = {}  # staging table → the rows it holds
-        self._loaded = list(staged)  # (rows, scratch file) loaded ahead, not yet attached
+        self._loaded: list[tuple[pa.Table, str]] = []  # loaded ahead (`adopt`), not attached
         self._owns_listings: bool | None = None
         # Whether the slice's hours are new to the store (upsert_analytics finds out).
         self._fresh = False
@@ -190,6 +176,11 @@ class SliceWriter:
             if self._own_scratch and self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
                 self.scratch = None
+
+    def adopt(self, staged: Sequence[tuple[pa.Table, str]]) -> None:
+        """(rows, scratch_file(…, rows)) pairs loaded ahead: the writer attaches such a file
+        instead of loading its rows again, and deletes it when it closes."""
+        self._loaded.extend(staged)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -570,14 +561,8 @@ class PostgresSliceWriter(SliceWriter):
     Times are written with their zone ('…Z'), so the session's time zone cannot shift them.
     """
 
-    def __init__(
-        self,
-        conn: Connection,
-        now: datetime,
-        scratch: str | None = None,
-        staged: Sequence[tuple[pa.Table, str]] = (),
-    ) -> None:
-        super().__init__(conn, now, scratch, staged)
+    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
+        super().__init__(conn, now, scratch)
         self._placeholder = "%s"
         self._json_placeholder = "CAST(%s AS jsonb)"
         self._now_value = now
