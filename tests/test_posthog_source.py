@@ -31,9 +31,10 @@ from tests.posthogdata import (
     run_posthog,
 )
 
-# A backfill of four days of ingestion, committed in three or four slices.
+# A backfill of four days of ingestion, committed in five or six slices whatever the hour of the
+# day the tests run at (the days start at midnight UTC; the events end at the current hour).
 BACKFILL = random_events(seed=3, count=100, hours=96)
-SLICED = {"posthog_slice_events": 20}
+SLICED = {"posthog_slice_events": 10}
 # Two days of ingestion, in two or three slices.
 CRASH = random_events(seed=8, count=40, hours=44)
 

@@ -539,7 +539,11 @@ class PostHogReader:
         max_events: int,
         max_days: int,
     ) -> list[IngestSlice]:
-        """Cut the window at ingestion-day boundaries into slices of about `max_events` events."""
+        """Cut the window at ingestion-day boundaries into slices of about `max_events` events.
+
+        Days with no new event to count (the overlap re-read before the watermark) join the
+        next slice: alone they would end where the last run ended, and a run whose request
+        budget allows one slice would never get further."""
         by_day: dict[datetime, list[CensusRow]] = {}
         for row in census:
             by_day.setdefault(row.ingest_day, []).append(row)
@@ -551,7 +555,7 @@ class PostHogReader:
             rows = by_day[day]
             events = sum(r.accepted for r in rows)
             pending_events = sum(r.accepted for r in pending)
-            if pending and (
+            if any(r.read for r in pending) and (
                 pending_events + events > max_events
                 or (first_day is not None and day - first_day >= timedelta(days=max_days))
             ):
