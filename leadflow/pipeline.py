@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection
 from leadflow.config import POSTHOG_SOURCE, Settings
 from leadflow.errors import LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
-from leadflow.sources import posthog
 from leadflow.sources.files import ExportFile, discover, raw_events_sql
 from leadflow.store.db import (
     checkpoint,
@@ -41,6 +40,10 @@ from leadflow.transform.metrics import (
     listing_listers_sql,
     listing_seekers_sql,
 )
+
+if TYPE_CHECKING:
+    # The PostHog client (and httpx) is imported by runs that read PostHog, not by every run.
+    from leadflow.sources import posthog
 
 HOUR = timedelta(hours=1)
 POSTHOG = POSTHOG_SOURCE  # the source name of runs that read PostHog's Query API
@@ -459,7 +462,11 @@ def run(
     engine = deferring_checkpoints(engine)
     from_posthog = source == POSTHOG
     files = [] if from_posthog else discover(source)
-    client = posthog.client_from_settings(settings) if from_posthog else None
+    client = None
+    if from_posthog:
+        from leadflow.sources import posthog
+
+        client = posthog.client_from_settings(settings)
     lock = RunLock(engine, timedelta(seconds=settings.lock_timeout_seconds))
     try:
         lock.acquire()
@@ -744,6 +751,8 @@ def posthog_watermark(conn: Connection) -> datetime | None:
 def _run_posthog(work: FileRun, client: posthog.QueryClient, summary: RunSummary) -> None:
     """Read PostHog from the watermark (less the overlap) to now less the settle delay, slice by
     slice of ingestion time, each slice committed with the cursor it reaches."""
+    from leadflow.sources import posthog
+
     settings = work.settings
     timings = summary.timings
     clock = time.perf_counter()
