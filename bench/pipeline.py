@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copytree(hourly_batch(fmt), incoming, ignore=shutil.ignore_patterns(".complete"))
             store = Path(tmp) / "leadflow.db"
             shutil.copyfile(store, Path(tmp) / "warm.db")
+            # Flushed before timing: else a run's first fsync of the store would also write out
+            # the copy's freshly written pages, which no store in service has.
+            os.sync()
             hourly = measure(leadflow_run(incoming, store))
             # The same hourly run again, on a copy of the same store, through a running service.
             warm = warm_hourly(incoming, Path(tmp) / "warm.db")

@@ -406,10 +406,10 @@ SELECT * EXCLUDE (reject) FROM batch WHERE {batch_filter}{pair_filter}
     def arrow(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
 
-    def lead_records(self, writer: SliceWriter) -> tuple[pa.Table, pa.Table]:
+    def lead_records(self, store: SliceWriter) -> tuple[pa.Table, pa.Table]:
         """The run's lead records and their actions, leaving out actions the store has."""
         uuids = [row[0] for row in self.con.execute("SELECT uuid FROM new_leads").fetchall()]
-        known = writer.known_lead_events(uuids)
+        known = store.known_lead_events(uuids)
         if known:
             self.con.execute("CREATE OR REPLACE TEMP TABLE known_leads (uuid VARCHAR)")
             self.con.executemany("INSERT INTO known_leads VALUES (?)", [(u,) for u in known])
@@ -621,6 +621,10 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
     # Slice k+1 is aggregated (DuckDB, on its own connections) while slice k is written (the
     # store, single-threaded): the two overlap on the machine's cores. The first slice's leads
     # are written while its rows are aggregated.
+    # The run's lead records are made before the aggregating thread takes DuckDB's cores (the
+    # run lock keeps any other writer of lead events out until the first slice inserts them).
+    with work.engine.connect() as conn, SliceWriter(conn, utcnow()) as reader:
+        leads = work.lead_records(reader)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-aggregate") as pool:
         pending = [pool.submit(_aggregate_slice, work, piece) for piece in slices[:1]]
         for index, piece in enumerate(slices or [None]):
@@ -628,7 +632,9 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
                 pending.append(pool.submit(_aggregate_slice, work, slices[index + 1]))
             aggregated = _Awaited(pending.pop(0) if piece is not None else None)
             clock = time.perf_counter()
-            _write_file_slice(work, summary, ledger, ranges, slices, index, piece, aggregated)
+            _write_file_slice(
+                work, summary, ledger, ranges, slices, index, piece, aggregated, leads
+            )
             timings["write"] = (
                 timings.get("write", 0.0) + time.perf_counter() - clock - aggregated.waited
             )
@@ -705,6 +711,7 @@ def _write_file_slice(
     index: int,
     piece: Slice | None,
     tables: Callable[[], SliceTables | None],
+    leads: tuple[pa.Table, pa.Table],
 ) -> None:
     """Write slice `index` of a file run (a run without slices writes one, with no rows)."""
     last = index == len(slices) - 1 or piece is None
@@ -713,8 +720,7 @@ def _write_file_slice(
     slices_done = index + 1 if piece is not None else 0
 
     def insert_leads(writer: SliceWriter) -> None:
-        records, actions = work.lead_records(writer)
-        summary.leads_inserted = writer.insert_leads(records, actions, summary.run_id)
+        summary.leads_inserted = writer.insert_leads(*leads, summary.run_id)
 
     def record_ledger(conn: Connection) -> None:
         _write_ledger(
