@@ -332,3 +332,16 @@ def test_a_run_copies_its_write_ahead_log_unless_its_caller_will(tmp_path):
     checkpoint(store.engine)
     assert files_in_database_file() == 2
     store.engine.dispose()
+
+
+def test_a_checkpoint_that_fails_is_logged_not_raised(tmp_path, caplog):
+    """The run's outcome (or the service's answer) is never replaced by a failed checkpoint."""
+    from sqlalchemy import create_engine
+
+    from leadflow.store.db import checkpoint
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'leadflow.db'}")
+    with caplog.at_level("WARNING", logger="leadflow.store"):
+        checkpoint(engine)
+    assert "checkpoint failed" in caplog.text
+    engine.dispose()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ from leadflow.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+log = logging.getLogger("leadflow.store")
 
 # Alembic is imported only to migrate: a run on an up-to-date store reads the revision itself.
 
@@ -103,15 +107,20 @@ def deferring_checkpoints(engine: Engine) -> Engine:
 def checkpoint(engine: Engine) -> None:
     """Copy SQLite's write-ahead log into the database file (nothing to do for PostgreSQL).
 
-    Passive: it copies what no reader still needs and never waits for one."""
+    Passive: it copies what no reader still needs and never waits for one. A checkpoint that
+    fails loses nothing (the log keeps the committed pages, and the next one copies them): it
+    is logged, not raised, so that it cannot hide the outcome of the run before it."""
     if engine.dialect.name != "sqlite":
         return
-    with engine.connect() as conn:
-        # On the driver's connection: SQLAlchemy would first begin a transaction, which a
-        # checkpoint cannot run in.
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    try:
+        with engine.connect() as conn:
+            # On the driver's connection: SQLAlchemy would first begin a transaction, which a
+            # checkpoint cannot run in.
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except (DBAPIError, sqlite3.Error) as exc:
+        log.warning("SQLite checkpoint failed (the write-ahead log keeps the data): %s", exc)
 
 
 def _postgres_engine(parsed: URL) -> Engine:
