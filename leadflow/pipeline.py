@@ -542,7 +542,7 @@ class SliceWrite:
     # once the slice's leads and source progress are written, so that a run writes those while
     # the slice's rows are still being aggregated.
     tables: Callable[[], SliceTables | None]
-    # Inserts the slice's new leads (after deduplicating them against the store).
+    # Inserts the slice's new leads (deduplicated against the store, under the run lock).
     leads: Callable[[SliceWriter], None] | None
     # Records how far the source is read (the file ledger, or the PostHog cursor).
     progress: Callable[[Connection], None]
