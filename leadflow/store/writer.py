@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from sqlalchemy import Date, Table, bindparam, inspect, text
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from leadflow.events import LEAD_COUNTERS, Kind
@@ -106,7 +105,7 @@ def scratch_file(scratch: str, rows: pa.Table) -> str:
     """A new SQLite database file in the folder `scratch` whose table `rows` holds `rows`.
 
     The bulk load runs in C without the GIL, so a run loads the next slice's tables on another
-    thread while the store's connection writes the current one (`SliceWriter(staged=…)`)."""
+    thread while the store's connection writes the current one (`SliceWriter.adopt`)."""
     path = os.path.join(scratch, f"leadflow-stage-{uuid4().hex}.sqlite")
     _bulk_ingest(path, "rows", _text_table(rows))
     return path
@@ -245,31 +244,6 @@ class SliceWriter:
             sql += f" RETURNING {', '.join(returning)}"
         cursor = self.dbapi.execute(sql, tuple(constants.values()))
         return [tuple(row) for row in cursor.fetchall()] if returning else []
-
-    def _insert_sql(
-        self,
-        table: Table,
-        columns: Sequence[str],
-        upsert_keys: Sequence[str] = (),
-        ignore: bool = False,
-    ) -> str:
-        stmt: Any
-        if self.dialect.name == "sqlite":
-            stmt = sqlite.insert(table)
-        else:
-            from sqlalchemy.dialects import postgresql
-
-            stmt = postgresql.insert(table)
-        if upsert_keys:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(upsert_keys),
-                set_={c: stmt.excluded[c] for c in columns if c not in upsert_keys},
-            )
-        elif ignore:
-            stmt = stmt.on_conflict_do_nothing()
-        compiled = stmt.values({c: None for c in columns}).compile(dialect=self.dialect)
-        assert list(compiled.positiontup or []) == list(columns), compiled.positiontup
-        return str(compiled)
 
     def _prepare_temp(self) -> None:
         if self._temp_ready:
