@@ -570,7 +570,7 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
     checkpoint(work.engine)  # the slice before's pages
     with (
         work.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-        SliceWriter(conn, now, work.scratch) as writer,
+        SliceWriter(conn, now, work.scratch, work.con) as writer,
         conn.begin(),
     ):
         if piece.leads is not None:

@@ -3,7 +3,9 @@ upgrades from every earlier migration, and a portal's own `listings` table."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
@@ -129,6 +131,11 @@ def _portal_listings_sql(store_kind: str, with_key: str) -> list[str]:
     return [f"CREATE TABLE listings ({columns})", rows]
 
 
+def _doc(value: Any) -> Any:
+    """A JSON column's value as read with text(): text from SQLite, parsed from PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 @pytest.mark.parametrize("with_key", ["column", "generated"])
 def test_a_portals_listings_table_gets_only_leadflows_analytics_columns(
     make_store, store_kind, tmp_path, with_key
@@ -163,6 +170,25 @@ def test_a_portals_listings_table_gets_only_leadflows_analytics_columns(
     # listing 3 is still counted where leadflow owns the table
     assert {r["listing_id"] for r in store.rows("listing_analytics")} == {"1", "2", "3"}
     assert store.run(path).events_read == 0
+
+    # A later delivery: the portal's rows, now kept by leadflow, get the new hour's counts
+    # added, the hour before recomputed with its late event, and their breakdowns updated.
+    later = [
+        event("v3", "property_view", T0 + timedelta(hours=1), "1", "s4"),
+        event("v4", "property_view", T0, "1", "s5"),  # late, into the first hour
+        event("s2", "listing_share", T0 + timedelta(hours=1), "1", "s4", platform="email"),
+        event("s3", "listing_share", T0, "2", "s6", platform="whatsapp"),
+    ]
+    store.run(write_jsonl(tmp_path / "later.jsonl", later))
+    rows = {
+        r.id: r._mapping for r in store.engine.connect().execute(text("SELECT * FROM listings"))
+    }
+    assert set(rows) == {1, 2}
+    assert (rows[1]["title"], rows[1]["price"]) == ("Flat", 900)
+    assert (rows[1]["total_views"], rows[1]["unique_views"], rows[1]["total_shares"]) == (3, 3, 1)
+    assert rows[1]["conversion_rate"] == pytest.approx(100 / 3)
+    assert _doc(rows[1]["share_breakdown"]) == {"email": 1}
+    assert (rows[2]["total_shares"], _doc(rows[2]["share_breakdown"])) == (2, {"whatsapp": 2})
 
 
 @pytest.mark.parametrize("with_key", ["none", "integer"])

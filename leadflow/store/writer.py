@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -120,13 +120,27 @@ class SliceWriter:
     table's key order. The scratch files are detached and deleted by `close()`.
     """
 
-    def __new__(cls, conn: Connection, now: datetime, scratch: str | None = None) -> SliceWriter:
+    def __new__(
+        cls,
+        conn: Connection,
+        now: datetime,
+        scratch: str | None = None,
+        duck: duckdb.DuckDBPyConnection | None = None,
+    ) -> SliceWriter:
         if cls is SliceWriter and conn.dialect.name == "postgresql":
             cls = PostgresSliceWriter
         return super().__new__(cls)
 
-    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        now: datetime,
+        scratch: str | None = None,
+        duck: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self.conn = conn
+        # The DuckDB that groups the slice's Arrow tables: the run's own, else the process's.
+        self.duck = duck
         self.dbapi: Any = conn.connection.driver_connection
         self.dialect = conn.dialect
         self.now = now
@@ -137,17 +151,16 @@ class SliceWriter:
         self._now_value: Any = self.now_text
         self._own_scratch = scratch is None
         self.scratch = scratch
-        self._temp_ready = False
+        self._temp_tables: set[str] = set()
         self._attached: dict[str, str] = {}  # schema name → scratch file
         self._staged: dict[str, pa.Table] = {}  # staging table → the rows it holds
         self._loaded: list[tuple[pa.Table, str]] = []  # loaded ahead (`adopt`), not attached
         self._owns_listings: bool | None = None
         # Whether the slice's hours are new to the store (upsert_analytics finds out).
         self._fresh = False
-        # What the slice's hours held before and hold after its writes, per listing.
-        self._totals = _Differences()
-        self._breakdowns = _Differences(keys=2)
-        self._seekers = _Differences(keys=1)
+        # Whether the changes tables (_changes) gather what the slice's writes change per
+        # listing: then refresh_listings brings the listings leadflow keeps up to date by them.
+        self._changing = False
 
     def __enter__(self) -> SliceWriter:
         return self
@@ -183,8 +196,9 @@ class SliceWriter:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _executemany(self, sql: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         cursor = self.dbapi.cursor()
+        rows = iter(rows)
         try:
             while chunk := list(itertools.islice(rows, BATCH_ROWS)):
                 cursor.executemany(sql, chunk)
@@ -245,15 +259,43 @@ class SliceWriter:
         cursor = self.dbapi.execute(sql, tuple(constants.values()))
         return [tuple(row) for row in cursor.fetchall()] if returning else []
 
-    def _prepare_temp(self) -> None:
-        if self._temp_ready:
+    def _execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run `sql` (the driver's placeholders) through the driver; the rows it returns."""
+        cursor = self.dbapi.execute(sql, params or ())
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+    def _temp_table(self, name: str, columns: str) -> None:
+        """An empty temporary table `name` (`columns` as in CREATE TABLE) for this transaction.
+
+        SQLite keeps a connection's temporary tables until it closes: a pooled connection may
+        bring one back, emptied here."""
+        if name in self._temp_tables:
             return
-        self.conn.exec_driver_sql(
-            "CREATE TEMP TABLE IF NOT EXISTS lf_touched_listings "
-            "(listing_id TEXT PRIMARY KEY, lister_id TEXT, lister_type TEXT)"
-        )
-        self.conn.exec_driver_sql("DELETE FROM lf_touched_listings")
-        self._temp_ready = True
+        self._execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
+        self._execute(f"DELETE FROM {name}")
+        self._temp_tables.add(name)
+
+    def _append(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert a few `rows` (Python values of `columns`) into `table`, a temporary table.
+
+        Python values, not Arrow: making Arrow arrays of Python objects imports pandas when it
+        is installed (about 0.4 s)."""
+        marks = ", ".join(self._placeholder for _ in columns)
+        self._executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def _append_arrow(self, table: str, rows: pa.Table) -> None:
+        self._append(table, rows.column_names, arrow_rows(rows, rows.column_names))
+
+    def _arrow(self, sql: str, **tables: pa.Table) -> pa.Table:
+        """`sql` over Arrow `tables` (by their keyword names), in DuckDB.
+
+        Rather than pyarrow's own group_by or Python values made Arrow values, both of which
+        import pandas when it is installed (about 0.4 s, more than an hourly run's whole write).
+        """
+        with (self.duck or _engine()).cursor() as con:
+            for name, table in tables.items():
+                con.register(name, table)
+            return con.sql(sql).to_arrow_table()
 
     # -- the slice's writes ----------------------------------------------------------------------
 
@@ -279,8 +321,10 @@ class SliceWriter:
         cursor.execute("SELECT coalesce(max(id), 0) FROM leads")
         first_id = int(cursor.fetchone()[0]) + 1
         cursor.close()
-        records = _arrow_sql(
-            f"SELECT *, CAST({first_id} + row_number() OVER () - 1 AS BIGINT) AS id FROM records",
+        records = self._arrow(
+            # Ids in the records' (listing, seeker) order, whatever order DuckDB scans them in.
+            f"SELECT *, CAST({first_id} + row_number() OVER (ORDER BY listing_id, seeker_id) - 1 "
+            "AS BIGINT) AS id FROM records",
             records=records,
         )
         tracker = f'[{{"status":"new","at":"{self.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}","by":"leadflow"}}]'
@@ -295,7 +339,7 @@ class SliceWriter:
         columns = [c for c in records.column_names if c in leads.c]
         self._insert_select(leads, columns, self._ingest(records), constants=constants)
         # Every action's uuid, with its record's id through (listing_id, seeker_id).
-        events = _arrow_sql(
+        events = self._arrow(
             "SELECT a.uuid AS event_uuid, r.id AS lead_id FROM actions a "
             "JOIN records r USING (listing_id, seeker_id)",
             actions=actions,
@@ -310,9 +354,24 @@ class SliceWriter:
         """Replace the listing_analytics rows of these (listing, hour)s by the recomputed ones."""
         self._fresh = self._span_is_empty(rows)
         hours = self._hours_table(rows)
-        before = [] if self._fresh else self._query(_old_totals_sql(hours))
-        self._totals.replace(before, _new_totals(rows))
+        self._changes()
+        if not self._fresh:
+            sums = ", ".join(f"-sum(a.{source})" for source in _TOTALS.values())
+            self._execute(
+                f"INSERT INTO lf_listing_changes (listing_id, {', '.join(_TOTALS)}) "
+                f"SELECT a.listing_id, {sums} FROM listing_analytics a "
+                f"WHERE (a.listing_id, a.date, a.hour) IN (SELECT listing_id, date, hour FROM {hours}) "
+                "GROUP BY a.listing_id"
+            )
         self._write_analytics(hours)
+        if rows.num_rows:
+            sums = ", ".join(
+                f"CAST(sum({source}) AS BIGINT) AS {column}" for column, source in _TOTALS.items()
+            )
+            self._append_arrow(
+                "lf_listing_changes",
+                self._arrow(f"SELECT listing_id, {sums} FROM rows GROUP BY listing_id", rows=rows),
+            )
         return int(rows.num_rows)
 
     def _span_is_empty(self, rows: pa.Table) -> bool:
@@ -321,7 +380,7 @@ class SliceWriter:
         or a backfill), and the per-hour probes of what they held before are skipped."""
         if rows.num_rows == 0:
             return True
-        span = _arrow_sql(
+        span = self._arrow(
             "SELECT min({'date': date, 'hour': hour}) AS first, "
             "max({'date': date, 'hour': hour}) AS last, "
             "list(DISTINCT listing_id) AS listings FROM rows",
@@ -364,14 +423,27 @@ class SliceWriter:
     def _seekers_table(self, rows: pa.Table) -> str:
         return self._ingest(rows)
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in self.conn.exec_driver_sql(sql)]
-
     def replace_breakdown(self, touched: pa.Table, rows: pa.Table) -> None:
         """Replace the per-hour breakdown rows of the touched (listing, hour)s."""
-        before = [] if self._fresh else self._query(_old_breakdown_sql(self._hours_table(touched)))
-        self._breakdowns.replace(before, _new_breakdown(rows))
+        self._changes()
+        if not self._fresh:
+            self._execute(
+                "INSERT INTO lf_breakdown_changes (listing_id, dimension, key, change) "
+                "SELECT b.listing_id, b.dimension, b.key, -sum(b.count) "
+                "FROM listing_analytics_breakdown b WHERE (b.listing_id, b.date, b.hour) IN "
+                f"(SELECT listing_id, date, hour FROM {self._hours_table(touched)}) "
+                "GROUP BY b.listing_id, b.dimension, b.key"
+            )
         self._replace_hours(listing_analytics_breakdown, touched, rows)
+        if rows.num_rows:
+            self._append_arrow(
+                "lf_breakdown_changes",
+                self._arrow(
+                    "SELECT listing_id, dimension, key, CAST(sum(count) AS BIGINT) AS change FROM rows "
+                    "GROUP BY listing_id, dimension, key",
+                    rows=rows,
+                ),
+            )
 
     def replace_hour_seekers(self, touched: pa.Table, rows: pa.Table) -> None:
         """Replace the per-hour seeker identities of the touched (listing, hour)s."""
@@ -391,130 +463,137 @@ class SliceWriter:
         """Remember these distinct (listing, kind, seeker)s; count per listing the new ones:
         those the insert did not find (it returns only the rows it inserts)."""
         columns = ["listing_id", "kind", "seeker_id"]
-        added = self._insert_select(
-            listing_seekers,
-            columns,
-            self._seekers_table(rows),
-            ignore=True,
-            returning=("listing_id", "kind"),
+        added = collections.Counter(
+            self._insert_select(
+                listing_seekers,
+                columns,
+                self._seekers_table(rows),
+                ignore=True,
+                returning=("listing_id", "kind"),
+            )
         )
-        counts = collections.Counter(added)
-        self._seekers.replace([], [(listing, kind, n) for (listing, kind), n in counts.items()])
+        if added:
+            self._changes()
+            self._append(
+                "lf_listing_changes",
+                ["listing_id", *_UNIQUE.values()],
+                (
+                    (listing, *(added[(listing, kind)] for kind in _UNIQUE))
+                    for listing in sorted({listing for listing, _ in added})
+                ),
+            )
+
+    def _changes(self) -> None:
+        """The temporary tables in which the slice's writes leave, per listing, what its hours
+        hold after them less what they held before: the changes of its totals (and of its
+        unique counts, by the seekers new to it), and of its breakdown counts."""
+        if self._changing:
+            return
+        counters = ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in _CHANGED)
+        self._temp_table("lf_listing_changes", f"listing_id TEXT NOT NULL, {counters}")
+        self._temp_table(
+            "lf_breakdown_changes",
+            "listing_id TEXT NOT NULL, dimension TEXT NOT NULL, key TEXT NOT NULL, "
+            "change BIGINT NOT NULL",
+        )
+        self._changing = True
 
     def refresh_listings(self, listers: pa.Table) -> int:
         """Bring the cumulative totals of these listings up to date.
 
         A listing whose totals leadflow keeps (its row has `analytics_updated_at`) gets them
-        by difference: what this slice's hours hold now less what they held before, captured by
-        the steps above; an hour replaced by itself changes nothing. Any other listing (new, or
-        a portal's row leadflow has not computed yet) is recomputed from all its hours.
+        by difference: the changes the steps above gathered are added to its row; an hour
+        replaced by itself changes nothing. Any other listing (new, or a portal's row leadflow
+        has not computed yet) is recomputed from all its hours.
         """
-        names = listers.column("listing_id").to_pylist()
-        kept = self._kept_listings(names) if self._totals.seen else {}
-        updates = [
-            self._updated(listing, kept[listing], lister_id, lister_type)
-            for listing, lister_id, lister_type in zip(
-                names,
-                listers.column("lister_id").to_pylist(),
-                listers.column("lister_type").to_pylist(),
-                strict=True,
+        self._temp_table(
+            "lf_touched_listings", "listing_id TEXT PRIMARY KEY, lister_id TEXT, lister_type TEXT"
+        )
+        self._stage_listers(listers)
+        if self._changing:
+            self._execute(self._update_kept_sql(), (self._now_value,))
+            self._rewrite_breakdowns()
+            self._execute(
+                "DELETE FROM lf_touched_listings WHERE listing_id IN "
+                "(SELECT listing_id FROM listings WHERE analytics_updated_at IS NOT NULL)"
             )
-            if listing in kept
-        ]
-        if updates:
-            self._write_kept(updates)
-        if len(kept) < len(names):
-            fresh = pc.invert(pc.is_in(listers["listing_id"], pa.array(list(kept), pa.string())))
-            self._recompute_listings(listers.filter(fresh))
+        self._recompute_listings()
         return int(listers.num_rows)
 
-    def _recompute_listings(self, listers: pa.Table) -> None:
-        """Recompute these listings' totals from all their hourly rows."""
-        self._prepare_temp()
-        self._executemany(
-            "INSERT OR REPLACE INTO lf_touched_listings VALUES (?, ?, ?)",
-            arrow_rows(listers, ["listing_id", "lister_id", "lister_type"]),
+    def _stage_listers(self, listers: pa.Table) -> None:
+        self._append_arrow(
+            "lf_touched_listings", listers.select(["listing_id", "lister_id", "lister_type"])
         )
+
+    def _recompute_listings(self) -> None:
+        """Recompute the totals of the listings left in lf_touched_listings from all their
+        hourly rows."""
         sql = _REFRESH_LISTINGS_SQLITE if self.owns_listings() else _UPDATE_LISTINGS_SQLITE
         self.conn.execute(text(sql), {"now": self.now_text})
 
-    def _kept_listings(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The listings rows (of `names`) whose totals leadflow keeps, by listing id.
-
-        Read and written (`_write_kept`) through the driver: an hourly run touches every
-        listing, and SQLAlchemy's per-row work was most of its listings step."""
-        columns = [*self._lister_columns(), *_KEPT_COLUMNS]
-        kept: dict[str, dict[str, Any]] = {}
-        cursor = self.dbapi.cursor()
-        try:
-            for start in range(0, len(names), 500):
-                chunk = list(names[start : start + 500])
-                marks = ", ".join(self._placeholder for _ in chunk)
-                cursor.execute(
-                    f"SELECT listing_id, {', '.join(columns)} FROM listings "
-                    f"WHERE listing_id IN ({marks}) AND analytics_updated_at IS NOT NULL",
-                    chunk,
-                )
-                for listing, *values in cursor.fetchall():
-                    kept[listing] = dict(zip(columns, values, strict=True))
-        finally:
-            cursor.close()
-        return kept
-
-    def _lister_columns(self) -> tuple[str, ...]:
-        # A portal's table may have no lister columns: leadflow reads and writes only its own.
-        return ("lister_id", "lister_type") if self.owns_listings() else ()
-
-    def _write_kept(self, updates: Sequence[dict[str, Any]]) -> None:
-        """UPDATE the kept listings' analytics columns (and, in leadflow's own table, lister)."""
-        columns = [*ANALYTICS_COLUMNS, *self._lister_columns()]
-        json_columns = ("share_breakdown", "leads_breakdown")
-        sets = ", ".join(
-            f"{c} = {self._json_placeholder if c in json_columns else self._placeholder}"
-            for c in columns
+    def _update_kept_sql(self) -> str:
+        """UPDATE the kept touched listings: their totals plus the slice's changes (and, in
+        leadflow's own table, the lister the events name)."""
+        sets = [f"{c} = listings.{c} + d.{c}" for c in _CHANGED]
+        views, leads_ = (
+            "listings.total_views + d.total_views",
+            "listings.total_leads + d.total_leads",
         )
-        rows = [
-            (*(_json_text(u[c]) if c in json_columns else u[c] for c in columns), u["listing_id"])
-            for u in updates
-        ]
-        cursor = self.dbapi.cursor()
-        try:
-            cursor.executemany(
-                f"UPDATE listings SET {sets} WHERE listing_id = {self._placeholder}", rows
-            )
-        finally:
-            cursor.close()
-
-    def _updated(
-        self, listing: str, row: dict[str, Any], lister_id: str | None, lister_type: str | None
-    ) -> dict[str, Any]:
-        """The new analytics values of a kept listing: its row plus this slice's differences."""
-        values: dict[str, Any] = {"listing_id": listing, "analytics_updated_at": self._now_value}
-        totals = self._totals.of(listing).get((), [0] * len(_TOTALS))
-        for index, column in enumerate(_TOTALS):
-            values[column] = int(row[column]) + totals[index]
-        added = self._seekers.of(listing)
-        for kind, column in ((Kind.VIEW.value, "unique_views"), (Kind.LEAD.value, "unique_leads")):
-            values[column] = int(row[column]) + added.get((kind,), [0])[0]
-        views, leads_ = values["total_views"], values["total_leads"]
-        values["conversion_rate"] = leads_ * 100.0 / views if views > 0 else 0.0
-        # The JSON breakdowns as stored, unless this slice changes them (most hours of most
-        # listings have no share and no lead).
-        values["share_breakdown"] = row["share_breakdown"]
-        values["leads_breakdown"] = row["leads_breakdown"]
-        changes = self._breakdowns.of(listing)
-        if any(change for (change,) in changes.values()):
-            shares = _json_doc(row["share_breakdown"])
-            channels = _json_doc(row["leads_breakdown"])
-            for (dimension, key), (change,) in changes.items():
-                counts = shares if dimension == "share_platform" else channels
-                counts[key] = int(counts.get(key, 0)) + change
-            values["share_breakdown"] = {k: v for k, v in sorted(shares.items()) if v}
-            values["leads_breakdown"] = {k: int(channels.get(k, 0)) for k in LEADS_BREAKDOWN_KEYS}
+        sets.append(
+            f"conversion_rate = CASE WHEN {views} > 0 "
+            f"THEN ({leads_}) * CAST(100.0 AS FLOAT) / ({views}) ELSE 0 END"
+        )
         if self.owns_listings():
-            values["lister_id"] = lister_id if lister_id is not None else row["lister_id"]
-            values["lister_type"] = lister_type if lister_type is not None else row["lister_type"]
-        return values
+            sets += [f"{c} = coalesce(d.{c}, listings.{c})" for c in ("lister_id", "lister_type")]
+        sets.append(f"analytics_updated_at = {self._placeholder}")
+        sums = ", ".join(f"CAST(coalesce(sum(c.{c}), 0) AS BIGINT) AS {c}" for c in _CHANGED)
+        return f"""
+UPDATE listings SET {", ".join(sets)}
+FROM (SELECT t.listing_id, t.lister_id, t.lister_type, {sums}
+      FROM lf_touched_listings t LEFT JOIN lf_listing_changes c ON c.listing_id = t.listing_id
+      GROUP BY t.listing_id, t.lister_id, t.lister_type) AS d
+WHERE listings.listing_id = d.listing_id AND listings.analytics_updated_at IS NOT NULL
+"""
+
+    def _rewrite_breakdowns(self) -> None:
+        """Rewrite the JSON breakdowns of the kept listings whose breakdown counts the slice
+        changes (most hours of most listings have no share and no lead)."""
+        changes: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
+        for listing, dimension, key, change in self._execute(
+            "SELECT c.listing_id, c.dimension, c.key, sum(c.change) FROM lf_breakdown_changes c "
+            "JOIN listings l ON l.listing_id = c.listing_id "
+            "WHERE l.analytics_updated_at IS NOT NULL "
+            "GROUP BY c.listing_id, c.dimension, c.key HAVING sum(c.change) <> 0"
+        ):
+            changes[listing].append((dimension, key, int(change)))
+        if not changes:
+            return
+        names = sorted(changes)
+        updates = []
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            marks = ", ".join(self._placeholder for _ in chunk)
+            for listing, share_doc, leads_doc in self._execute(
+                "SELECT listing_id, share_breakdown, leads_breakdown FROM listings "
+                f"WHERE listing_id IN ({marks})",
+                chunk,
+            ):
+                shares, channels = _json_doc(share_doc), _json_doc(leads_doc)
+                for dimension, key, change in changes[listing]:
+                    counts = shares if dimension == "share_platform" else channels
+                    counts[key] = int(counts.get(key, 0)) + change
+                updates.append(
+                    (
+                        json.dumps({k: v for k, v in sorted(shares.items()) if v}),
+                        json.dumps({k: int(channels.get(k, 0)) for k in LEADS_BREAKDOWN_KEYS}),
+                        listing,
+                    )
+                )
+        self._executemany(
+            f"UPDATE listings SET share_breakdown = {self._json_placeholder}, "
+            f"leads_breakdown = {self._json_placeholder} WHERE listing_id = {self._placeholder}",
+            updates,
+        )
 
     def owns_listings(self) -> bool:
         """Whether `listings` is leadflow's own table, or a portal's that leadflow only annotates.
@@ -535,8 +614,14 @@ class PostgresSliceWriter(SliceWriter):
     Times are written with their zone ('…Z'), so the session's time zone cannot shift them.
     """
 
-    def __init__(self, conn: Connection, now: datetime, scratch: str | None = None) -> None:
-        super().__init__(conn, now, scratch)
+    def __init__(
+        self,
+        conn: Connection,
+        now: datetime,
+        scratch: str | None = None,
+        duck: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        super().__init__(conn, now, scratch, duck)
         self._placeholder = "%s"
         self._json_placeholder = "CAST(%s AS jsonb)"
         self._now_value = now
@@ -650,14 +735,25 @@ class PostgresSliceWriter(SliceWriter):
         self._stage("lf_stage_seekers", "listing_seekers", columns, rows)
         return "lf_stage_seekers"
 
-    def _recompute_listings(self, listers: pa.Table) -> None:
-        self._execute(
-            "CREATE TEMP TABLE IF NOT EXISTS lf_touched_listings "
-            "(listing_id text PRIMARY KEY, lister_id text, lister_type text) ON COMMIT DROP"
-        )
-        self._execute("TRUNCATE lf_touched_listings")
-        self._copy("lf_touched_listings", ["listing_id", "lister_id", "lister_type"], listers)
+    def _temp_table(self, name: str, columns: str) -> None:
+        if name not in self._temp_tables:
+            self._execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DROP")
+            self._execute(f"TRUNCATE {name}")
+            self._temp_tables.add(name)
+
+    def _append(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        with (
+            self.dbapi.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+    def _stage_listers(self, listers: pa.Table) -> None:
+        super()._stage_listers(listers)
         self._execute("ANALYZE lf_touched_listings")
+
+    def _recompute_listings(self) -> None:
         sql = _REFRESH_LISTINGS_POSTGRES if self.owns_listings() else _UPDATE_LISTINGS_POSTGRES
         self.conn.execute(text(sql), {"now": self.now})
 
@@ -696,101 +792,17 @@ ANALYTICS_COLUMNS: tuple[str, ...] = (
 
 # -- the listings' totals, kept by difference ----------------------------------------------------
 
-# The listings columns a kept listing's new values are computed from.
-_KEPT_COLUMNS: tuple[str, ...] = (
-    *_TOTALS,
-    "unique_views",
-    "unique_leads",
-    "share_breakdown",
-    "leads_breakdown",
-)
-
-
-class _Differences:
-    """Per listing, what a slice's rows of one kind add up to after its writes, less before.
-
-    Rows are (listing_id, *key, *values), with `keys` key columns after the listing id."""
-
-    def __init__(self, keys: int = 0) -> None:
-        self.keys = keys
-        self.seen = False
-        self._by_listing: dict[str, dict[tuple[Any, ...], list[int]]] = {}
-
-    def replace(self, before: Sequence[Sequence[Any]], after: Sequence[Sequence[Any]]) -> None:
-        self.seen = True
-        for rows, sign in ((after, 1), (before, -1)):
-            for row in rows:
-                key = tuple(row[1 : 1 + self.keys])
-                values = [int(v or 0) for v in row[1 + self.keys :]]
-                held = self._by_listing.setdefault(str(row[0]), {}).setdefault(
-                    key, [0] * len(values)
-                )
-                for i, value in enumerate(values):
-                    held[i] += sign * value
-
-    def of(self, listing: str) -> dict[tuple[Any, ...], list[int]]:
-        return self._by_listing.get(listing, {})
-
-
-def _old_totals_sql(hours: str) -> str:
-    """Per listing, the _TOTALS sums of its listing_analytics rows of the staged hours."""
-    sums = ", ".join(f"sum(a.{source})" for source in _TOTALS.values())
-    return (
-        f"SELECT a.listing_id, {sums} FROM listing_analytics a "
-        f"WHERE (a.listing_id, a.date, a.hour) IN (SELECT listing_id, date, hour FROM {hours}) "
-        "GROUP BY a.listing_id"
-    )
-
-
-def _old_breakdown_sql(hours: str) -> str:
-    return (
-        "SELECT b.listing_id, b.dimension, b.key, sum(b.count) "
-        "FROM listing_analytics_breakdown b "
-        f"WHERE (b.listing_id, b.date, b.hour) IN (SELECT listing_id, date, hour FROM {hours}) "
-        "GROUP BY b.listing_id, b.dimension, b.key"
-    )
+# listings' unique-count column ← the seeker kind it counts
+_UNIQUE = {Kind.VIEW.value: "unique_views", Kind.LEAD.value: "unique_leads"}
+# The listings columns a kept listing gets by adding the slice's changes (lf_listing_changes).
+_CHANGED: tuple[str, ...] = (*_TOTALS, *_UNIQUE.values())
 
 
 @functools.cache
 def _engine() -> duckdb.DuckDBPyConnection:
-    """The process's in-memory DuckDB for small Arrow computations (a new database costs tens
-    of milliseconds, a cursor of this one next to nothing)."""
+    """The process's in-memory DuckDB, for writers not given a run's (a new database costs
+    tens of milliseconds, a cursor of this one next to nothing)."""
     return duckdb.connect()
-
-
-def _arrow_sql(sql: str, **tables: pa.Table) -> pa.Table:
-    """`sql` over Arrow `tables` (by their keyword names), in DuckDB.
-
-    Rather than pyarrow's own group_by or Python values made Arrow values, both of which import
-    pandas when it is installed (about 0.4 s, more than an hourly run's whole write)."""
-    with _engine().cursor() as con:
-        for name, table in tables.items():
-            con.register(name, table)
-        return con.sql(sql).to_arrow_table()
-
-
-def _grouped(rows: pa.Table, keys: Sequence[str], sums: Sequence[str]) -> list[tuple[Any, ...]]:
-    """(keys..., sum of each of `sums`) per group of `rows`."""
-    if rows.num_rows == 0:
-        return []
-    aggregates = ", ".join(f"sum({c})" for c in sums)
-    grouped = _arrow_sql(
-        f"SELECT {', '.join(keys)}, {aggregates} FROM rows GROUP BY {', '.join(keys)}", rows=rows
-    )
-    return list(zip(*(column.to_pylist() for column in grouped.columns), strict=True))
-
-
-def _new_totals(metrics: pa.Table) -> list[tuple[Any, ...]]:
-    return _grouped(metrics, ["listing_id"], list(_TOTALS.values()))
-
-
-def _new_breakdown(rows: pa.Table) -> list[tuple[Any, ...]]:
-    return _grouped(rows, ["listing_id", "dimension", "key"], ["count"])
-
-
-def _json_text(value: Any) -> Any:
-    """A JSON column's value as the driver takes it: text, as read (SQLite) or serialised."""
-    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 def _json_doc(value: Any) -> dict[str, Any]:
