@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import Date, Table, bindparam, inspect, text
+from sqlalchemy import Table, inspect, text
 from sqlalchemy.engine import Connection
 
 from leadflow.events import LEAD_COUNTERS, Kind
@@ -148,6 +148,7 @@ class SliceWriter:
         # The driver's placeholder, and `now` as the driver takes it for a timestamp column.
         self._placeholder = "?"
         self._json_placeholder = "?"
+        self._date = "?"  # a date given as 'YYYY-MM-DD'
         self._now_value: Any = self.now_text
         self._own_scratch = scratch is None
         self.scratch = scratch
@@ -352,8 +353,8 @@ class SliceWriter:
 
     def upsert_analytics(self, rows: pa.Table) -> int:
         """Replace the listing_analytics rows of these (listing, hour)s by the recomputed ones."""
-        self._fresh = self._span_is_empty(rows)
         hours = self._hours_table(rows)
+        self._fresh = self._span_is_empty(rows, hours)
         self._changes()
         if not self._fresh:
             sums = ", ".join(f"-sum(a.{source})" for source in _TOTALS.values())
@@ -374,38 +375,32 @@ class SliceWriter:
             )
         return int(rows.num_rows)
 
-    def _span_is_empty(self, rows: pa.Table) -> bool:
-        """Whether the store holds no hour of these listings from the rows' first hour to their
-        last: then they are new, with nothing to subtract or delete (each slice of a first run
-        or a backfill), and the per-hour probes of what they held before are skipped."""
+    def _span_is_empty(self, rows: pa.Table, hours: str) -> bool:
+        """Whether the store holds no hour of these listings (staged as `hours`) from the rows'
+        first hour to their last: then they are new, with nothing to subtract or delete (each
+        slice of a first run or a backfill), and the per-hour probes of what they held before
+        are skipped."""
         if rows.num_rows == 0:
             return True
-        span = self._arrow(
-            "SELECT min({'date': date, 'hour': hour}) AS first, "
-            "max({'date': date, 'hour': hour}) AS last, "
-            "list(DISTINCT listing_id) AS listings FROM rows",
-            rows=rows,
-        ).to_pylist()[0]
-        first, last = span["first"], span["last"]
-        found = self.conn.execute(
-            text(
-                "SELECT 1 FROM listing_analytics a WHERE a.listing_id IN :listings "
-                "AND a.date BETWEEN :d0 AND :d1 "
-                "AND (a.date > :d0 OR a.hour >= :h0) AND (a.date < :d1 OR a.hour <= :h1) LIMIT 1"
-            ).bindparams(
-                bindparam("listings", expanding=True),
-                bindparam("d0", type_=Date),
-                bindparam("d1", type_=Date),
-            ),
-            {
-                "listings": span["listings"],
-                "d0": first["date"],
-                "d1": last["date"],
-                "h0": first["hour"],
-                "h1": last["hour"],
-            },
-        ).first()
-        return found is None
+        d0, h0, d1, h1 = (
+            self._arrow(
+                "SELECT strftime(min(date), '%Y-%m-%d') AS d0, arg_min(hour, (date, hour)) AS h0, "
+                "strftime(max(date), '%Y-%m-%d') AS d1, arg_max(hour, (date, hour)) AS h1 "
+                "FROM rows",
+                rows=rows,
+            )
+            .to_pylist()[0]
+            .values()
+        )
+        found = self._execute(
+            "SELECT 1 FROM listing_analytics a "
+            f"WHERE a.listing_id IN (SELECT listing_id FROM {hours}) "
+            f"AND a.date BETWEEN {self._date} AND {self._date} "
+            f"AND (a.date > {self._date} OR a.hour >= {self._placeholder}) "
+            f"AND (a.date < {self._date} OR a.hour <= {self._placeholder}) LIMIT 1",
+            (d0, d1, d0, h0, d1, h1),
+        )
+        return not found
 
     def _write_analytics(self, staged: str) -> None:
         self._insert_select(
@@ -624,6 +619,7 @@ class PostgresSliceWriter(SliceWriter):
         super().__init__(conn, now, scratch, duck)
         self._placeholder = "%s"
         self._json_placeholder = "CAST(%s AS jsonb)"
+        self._date = "CAST(%s AS date)"
         self._now_value = now
         self._staged: dict[str, pa.Table] = {}
 
