@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from leadflow.sources import posthog
 
 HOUR = timedelta(hours=1)
+# New export files of at most this many bytes are read before they are classified, and
+# classified in pieces (FileRun._split).
+SPLIT_BATCH_MAX_BYTES = 16 * 1024 * 1024
 POSTHOG = POSTHOG_SOURCE  # the source name of runs that read PostHog's Query API
 
 # The write steps of a slice, in order; a fault injected at any of them must leave no trace.
@@ -256,13 +259,30 @@ class FileRun:
         except duckdb.Error as exc:
             raise SourceError(f"cannot read the export files: {exc}".splitlines()[0]) from exc
 
+    def _split(self, raw: str) -> str:
+        """The rows of query `raw`, read into Arrow in as many pieces as DuckDB has threads.
+
+        A small batch (an hourly run's) fits in one row group of its file, which one thread
+        would read and classify; from these pieces, classifying (the costly part) takes all."""
+        try:
+            rows = self.con.sql(raw).to_arrow_table().combine_chunks()
+            (threads,) = self.con.execute("SELECT current_setting('threads')").fetchall()[0]
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot read the export files: {exc}".splitlines()[0]) from exc
+        size = max(1, -(-rows.num_rows // int(threads)))
+        self.con.register("raw_batch", pa.Table.from_batches(rows.to_batches(size), rows.schema))
+        return "raw_batch"
+
     def stage(self, ledger: _Ledger) -> None:
         """Read and classify the batch, pull in old events of touched hours, find duplicates."""
         batch_files = list(enumerate(ledger.batch))
-        self._sql(
-            "CREATE TABLE batch AS "
-            + classify_sql(f"({raw_events_sql(batch_files)})", self.taxonomy)
-        )
+        source = f"({raw_events_sql(batch_files)})"
+        split = sum(f.size for f in ledger.batch) <= SPLIT_BATCH_MAX_BYTES
+        if split:
+            source = self._split(source)
+        self._sql("CREATE TABLE batch AS " + classify_sql(source, self.taxonomy))
+        if split:
+            self.con.unregister(source)
         resume = ", ".join(
             f"({fid}, TIMESTAMP '{ledger.resume_from[f.path]:%Y-%m-%d %H:%M:%S}')"
             for fid, f in batch_files

@@ -11,10 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.baseline import canonical, compute
+from leadflow import pipeline
 from leadflow.errors import RunFailed, SourceError
 from tests.eventfiles import event, write_jsonl, write_parquet
 
 T0 = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
+
+# A small batch is read into Arrow pieces before it is classified; a larger one straight from
+# its files. Both readings must agree with the independent one.
+split_or_not = pytest.mark.parametrize("split_max_bytes", [pipeline.SPLIT_BATCH_MAX_BYTES, 0])
 
 
 def at(minutes: float) -> datetime:
@@ -42,7 +47,11 @@ def test_two_calls_in_one_hour_make_one_lead_with_score_60(store, tmp_path):
     assert summary.leads_inserted == 1 and summary.events_accepted == 2
 
 
-def test_every_reject_reason_is_counted_and_nothing_vanishes(store, tmp_path):
+@split_or_not
+def test_every_reject_reason_is_counted_and_nothing_vanishes(
+    store, tmp_path, monkeypatch, split_max_bytes
+):
+    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
     lines = [
         event("ok-1", "property_view", at(1), "listing-1"),
         "this is not json",
@@ -251,7 +260,11 @@ def test_unreadable_parquet_fails_the_run_and_writes_nothing(store, tmp_path):
     assert store.count("source_files") == 0 and store.count("listing_analytics") == 0
 
 
-def test_edge_cases_agree_with_the_independent_reading(store, tmp_path):
+@split_or_not
+def test_edge_cases_agree_with_the_independent_reading(
+    store, tmp_path, monkeypatch, split_max_bytes
+):
+    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
     lines = [
         event("p1", "listing_view", at(1), "L", "s1", platform=["x"]),  # unused property: fine
         event("p2", "$pageview", at(1), {"id": 1}, "s1"),  # no usable listing id: ignored
