@@ -55,10 +55,10 @@ POSTHOG = POSTHOG_SOURCE  # the source name of runs that read PostHog's Query AP
 WRITE_STEPS = (
     "leads",
     "ledger",
+    "seekers",
     "analytics",
     "breakdown",
     "hour_seekers",
-    "seekers",
     "listings",
     "run_record",
 )
@@ -558,10 +558,10 @@ def run(
 class SliceWrite:
     """One slice's rows and how its transaction records the slice's source progress."""
 
-    # The slice's tables (None: a slice with no hours to write; the cursor still moves). Called
+    # The slice's tables (None: a slice with no hours to write; the cursor still moves). Taken
     # once the slice's leads and source progress are written, so that a run writes those while
     # the slice's rows are still being aggregated.
-    tables: Callable[[], SliceTables | None]
+    tables: SliceTables | None
     # Inserts the slice's new leads (deduplicated against the store, under the run lock).
     leads: Callable[[SliceWriter], None] | None
     # Records how far the source is read (the file ledger, or the PostHog cursor).
@@ -570,18 +570,44 @@ class SliceWrite:
     run_values: Callable[[], dict[str, Any]]
 
 
-@dataclass
-class SliceTables:
-    """One slice's aggregates, as the writer takes them."""
+# One table of a slice's aggregates, and the scratch file it is already loaded into (SQLite).
+_Part = tuple[pa.Table, str | None]
 
-    metrics: pa.Table
-    breakdown: pa.Table
-    hour_seekers: pa.Table
-    seekers: pa.Table
-    listers: pa.Table
-    # (rows, scratch file) pairs of the tables above already loaded for the store (SQLite).
-    staged: Sequence[tuple[pa.Table, str]] = ()
-    seconds: float = 0.0  # how long aggregating (and loading) them took
+
+class SliceTables:
+    """One slice's aggregates, in the order the writer takes them. Each may still be being
+    computed on the aggregating threads: `take` waits for that one only, so that the writer
+    writes each table as soon as it is ready."""
+
+    NAMES = ("seekers", "metrics", "breakdown", "hour_seekers", "listers")
+
+    def __init__(
+        self, parts: dict[str, Future[_Part]], spans: list[tuple[float, float]] | None = None
+    ) -> None:
+        self._parts = parts
+        self._spans = [] if spans is None else spans  # each table's (start, end)
+        self.waited = 0.0  # how long the writer waited for tables
+
+    @classmethod
+    def ready(cls, **tables: pa.Table) -> SliceTables:
+        """Tables already computed (a PostHog slice's)."""
+        parts: dict[str, Future[_Part]] = {}
+        for name in cls.NAMES:
+            parts[name] = Future()
+            parts[name].set_result((tables[name], None))
+        return cls(parts)
+
+    def take(self, name: str) -> _Part:
+        clock = time.perf_counter()
+        part = self._parts[name].result()
+        self.waited += time.perf_counter() - clock
+        return part
+
+    def seconds(self) -> float:
+        """How long aggregating the tables took, first start to last end (once all are taken)."""
+        if not self._spans:
+            return 0.0
+        return max(end for _, end in self._spans) - min(start for start, _ in self._spans)
 
 
 def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
@@ -598,18 +624,25 @@ def _write_slice(work: FileRun, summary: RunSummary, piece: SliceWrite) -> None:
             work.fault("leads")
         piece.progress(conn)
         work.fault("ledger")
-        tables = piece.tables()
+        tables = piece.tables
         if tables is not None:
-            writer.adopt(tables.staged)
-            summary.hours_written += writer.upsert_analytics(tables.metrics)
-            work.fault("analytics")
-            writer.replace_breakdown(tables.metrics, tables.breakdown)
-            work.fault("breakdown")
-            writer.replace_hour_seekers(tables.metrics, tables.hour_seekers)
-            work.fault("hour_seekers")
-            writer.add_seekers(tables.seekers)
+
+            def take(name: str) -> pa.Table:
+                table, scratch = tables.take(name)
+                if scratch is not None:
+                    writer.adopt([(table, scratch)])
+                return table
+
+            writer.add_seekers(take("seekers"))
             work.fault("seekers")
-            writer.refresh_listings(tables.listers)
+            metrics = take("metrics")
+            summary.hours_written += writer.upsert_analytics(metrics)
+            work.fault("analytics")
+            writer.replace_breakdown(metrics, take("breakdown"))
+            work.fault("breakdown")
+            writer.replace_hour_seekers(metrics, take("hour_seekers"))
+            work.fault("hour_seekers")
+            writer.refresh_listings(take("listers"))
             work.fault("listings")
         conn.execute(
             update(cron_runs).where(cron_runs.c.id == summary.run_id).values(**piece.run_values())
@@ -638,87 +671,64 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
     if work.progress:
         work.progress.planned(sum(s.events for s in slices), len(slices))
 
-    # Slice k+1 is aggregated (DuckDB, on its own connections) while slice k is written (the
-    # store, single-threaded): the two overlap on the machine's cores. The first slice's leads
-    # are written while its rows are aggregated.
+    # Slice k+1 is aggregated (DuckDB, on a thread of its own) while slice k is written (the
+    # store, single-threaded): the two overlap on the machine's cores. The writer takes each of
+    # a slice's tables as soon as it is ready; the first slice's leads are written while its
+    # rows are aggregated.
     # The run's lead records are made before the aggregating thread takes DuckDB's cores (the
     # run lock keeps any other writer of lead events out until the first slice inserts them).
     with work.engine.connect() as conn, SliceWriter(conn, utcnow()) as reader:
         leads = work.lead_records(reader)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-aggregate") as pool:
-        pending = [pool.submit(_aggregate_slice, work, piece) for piece in slices[:1]]
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-aggregate")
+    try:
+        pending = [_aggregate_slice(work, piece, pool) for piece in slices[:1]]
         for index, piece in enumerate(slices or [None]):
             if index + 1 < len(slices):
-                pending.append(pool.submit(_aggregate_slice, work, slices[index + 1]))
-            aggregated = _Awaited(pending.pop(0) if piece is not None else None)
+                pending.append(_aggregate_slice(work, slices[index + 1], pool))
+            tables = pending.pop(0) if piece is not None else None
             clock = time.perf_counter()
-            _write_file_slice(
-                work, summary, ledger, ranges, slices, index, piece, aggregated, leads
-            )
-            timings["write"] = (
-                timings.get("write", 0.0) + time.perf_counter() - clock - aggregated.waited
-            )
-            if aggregated.tables is not None:
-                timings["aggregate"] = timings.get("aggregate", 0.0) + aggregated.tables.seconds
+            _write_file_slice(work, summary, ledger, ranges, slices, index, piece, tables, leads)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
+            if tables is not None:
+                timings["write"] -= tables.waited
+                timings["aggregate"] = timings.get("aggregate", 0.0) + tables.seconds()
             if work.progress and piece is not None:
                 work.progress.advanced(piece.events)
+    finally:
+        # After a failure the queries not yet started are dropped; a running one finishes.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Awaited:
-    """A slice's tables from the aggregating thread, and how long the writer waited for them."""
-
-    def __init__(self, future: Future[SliceTables] | None) -> None:
-        self.future = future
-        self.tables: SliceTables | None = None
-        self.waited = 0.0
-
-    def __call__(self) -> SliceTables | None:
-        if self.future is not None and self.tables is None:
-            clock = time.perf_counter()
-            self.tables = self.future.result()
-            self.waited = time.perf_counter() - clock
-        return self.tables
-
-
-def _aggregate_slice(work: FileRun, piece: Slice) -> SliceTables:
-    """Aggregate one slice's events, and load the rows a SQLite store takes into scratch files
-    (off the writing thread).
-
-    The queries run two at a time, each on a DuckDB connection of its thread's own: a small
-    slice (an hourly run's) fits in one of DuckDB's row groups, which one thread scans."""
-    clock = time.perf_counter()
+def _aggregate_slice(work: FileRun, piece: Slice, pool: ThreadPoolExecutor) -> SliceTables:
+    """Start aggregating one slice's events on `pool`, query after query in the order the
+    writer takes their tables, and loading the rows a SQLite store takes into scratch files
+    there, off the writing thread. DuckDB runs a large slice's query on all its threads; a
+    small slice (an hourly run's) fits in one of its row groups, which one thread scans, and
+    the writer has the other core."""
     where = (
         f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
         f"AND TIMESTAMP '{piece.last_hour}')"
     )
     scratch = work.scratch if work.engine.dialect.name == "sqlite" else None
+    spans: list[tuple[float, float]] = []
 
-    def rows(sql: str, staged: bool = True) -> tuple[pa.Table, str | None]:
+    def rows(sql: str, staged: bool) -> _Part:
+        started = time.perf_counter()
         with work.con.cursor() as con:
             table = con.sql(sql).to_arrow_table()
-        return table, scratch_file(scratch, table) if staged and scratch else None
+        path = scratch_file(scratch, table) if staged and scratch else None
+        spans.append((started, time.perf_counter()))
+        return table, path
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="leadflow-query") as pool:
-        results = [
-            pool.submit(rows, sql, staged)
-            for sql, staged in (
-                (hourly_metrics_sql(where, work.taxonomy), True),
-                (hour_seekers_sql(where), True),
-                (hourly_breakdown_sql(where), True),
-                (listing_seekers_sql(where), True),
-                (listing_listers_sql(where), False),
-            )
-        ]
-        (metrics, m), (hour_seekers, h), (breakdown, b), (seekers, s), (listers, _) = (
-            result.result() for result in results
-        )
-    staged = [
-        (table, path)
-        for table, path in ((metrics, m), (breakdown, b), (hour_seekers, h), (seekers, s))
-        if path
-    ]
+    queries = {
+        "seekers": (listing_seekers_sql(where), True),
+        "metrics": (hourly_metrics_sql(where, work.taxonomy), True),
+        "breakdown": (hourly_breakdown_sql(where), True),
+        "hour_seekers": (hour_seekers_sql(where), True),
+        "listers": (listing_listers_sql(where), False),
+    }
     return SliceTables(
-        metrics, breakdown, hour_seekers, seekers, listers, staged, time.perf_counter() - clock
+        {name: pool.submit(rows, *queries[name]) for name in SliceTables.NAMES}, spans
     )
 
 
@@ -730,7 +740,7 @@ def _write_file_slice(
     slices: list[Slice],
     index: int,
     piece: Slice | None,
-    tables: Callable[[], SliceTables | None],
+    tables: SliceTables | None,
     leads: tuple[pa.Table, pa.Table],
 ) -> None:
     """Write slice `index` of a file run (a run without slices writes one, with no rows)."""
@@ -863,20 +873,23 @@ def _run_posthog(work: FileRun, client: posthog.QueryClient, summary: RunSummary
             return summary.progress_values(slices_done, len(slices))
 
         tables = (
-            SliceTables(rows.metrics, rows.breakdown, rows.hour_seekers, rows.seekers, rows.listers)
+            SliceTables.ready(
+                metrics=rows.metrics,
+                breakdown=rows.breakdown,
+                hour_seekers=rows.hour_seekers,
+                seekers=rows.seekers,
+                listers=rows.listers,
+            )
             if piece.hours
             else None
         )
-
-        def given(tables: SliceTables | None = tables) -> SliceTables | None:
-            return tables
 
         try:
             _write_slice(
                 work,
                 summary,
                 SliceWrite(
-                    given,
+                    tables,
                     leads=insert_leads,
                     progress=record_cursor,
                     run_values=run_values,
