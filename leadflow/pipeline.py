@@ -332,21 +332,28 @@ class FileRun:
 
         # Every copy of an event but its first (context before batch, then by file and row) is
         # marked a duplicate where it lies. Only uuids whose hash occurs twice are compared
-        # exactly: grouping ten million hashes costs half what grouping the strings does.
+        # exactly: grouping ten million hashes costs half what grouping the strings does, and
+        # the scans keep only those rows (the strings of the others are never carried).
         self._sql(
             """
 CREATE TEMP TABLE losers AS
-WITH candidates AS (
+WITH duplicated AS (
+    SELECT h FROM (
+        SELECT hash(uuid) AS h FROM context
+        UNION ALL
+        SELECT hash(uuid) AS h FROM batch WHERE reject IS NULL
+    ) GROUP BY h HAVING count(*) > 1
+), candidates AS (
     SELECT 0 AS origin, rowid AS row_id, file_id, uuid FROM context
+    WHERE hash(uuid) IN (SELECT h FROM duplicated)
     UNION ALL
-    SELECT 1 AS origin, rowid AS row_id, file_id, uuid FROM batch WHERE reject IS NULL
-), duplicated AS (
-    SELECT hash(uuid) AS h FROM candidates GROUP BY h HAVING count(*) > 1
+    SELECT 1 AS origin, rowid AS row_id, file_id, uuid FROM batch
+    WHERE reject IS NULL AND hash(uuid) IN (SELECT h FROM duplicated)
 )
 SELECT origin, row_id FROM (
     SELECT origin, row_id,
            row_number() OVER (PARTITION BY uuid ORDER BY origin, file_id, row_id) AS copy
-    FROM candidates WHERE hash(uuid) IN (SELECT h FROM duplicated)
+    FROM candidates
 ) WHERE copy > 1
 """
         )
