@@ -120,13 +120,14 @@ class SliceWriter:
     table's key order. The scratch files are detached and deleted by `close()`.
     """
 
-    def __new__(
-        cls,
-        conn: Connection,
-        now: datetime,
-        scratch: str | None = None,
-        duck: duckdb.DuckDBPyConnection | None = None,
-    ) -> SliceWriter:
+    # The driver's placeholders (a value, a JSON document, a date as 'YYYY-MM-DD'), and whether
+    # it takes a timestamp column's value as text.
+    _placeholder = "?"
+    _json_placeholder = "?"
+    _date = "?"
+    _times_as_text = True
+
+    def __new__(cls, conn: Connection, *_args: Any, **_kwargs: Any) -> SliceWriter:
         if cls is SliceWriter and conn.dialect.name == "postgresql":
             cls = PostgresSliceWriter
         return super().__new__(cls)
@@ -145,11 +146,7 @@ class SliceWriter:
         self.dialect = conn.dialect
         self.now = now
         self.now_text = now.strftime(TIMESTAMP_TEXT + ".%f")
-        # The driver's placeholder, and `now` as the driver takes it for a timestamp column.
-        self._placeholder = "?"
-        self._json_placeholder = "?"
-        self._date = "?"  # a date given as 'YYYY-MM-DD'
-        self._now_value: Any = self.now_text
+        self._now_value: Any = self.now_text if self._times_as_text else now
         self._own_scratch = scratch is None
         self.scratch = scratch
         self._temp_tables: set[str] = set()
@@ -609,19 +606,10 @@ class PostgresSliceWriter(SliceWriter):
     Times are written with their zone ('…Z'), so the session's time zone cannot shift them.
     """
 
-    def __init__(
-        self,
-        conn: Connection,
-        now: datetime,
-        scratch: str | None = None,
-        duck: duckdb.DuckDBPyConnection | None = None,
-    ) -> None:
-        super().__init__(conn, now, scratch, duck)
-        self._placeholder = "%s"
-        self._json_placeholder = "CAST(%s AS jsonb)"
-        self._date = "CAST(%s AS date)"
-        self._now_value = now
-        self._staged: dict[str, pa.Table] = {}
+    _placeholder = "%s"
+    _json_placeholder = "CAST(%s AS jsonb)"
+    _date = "CAST(%s AS date)"
+    _times_as_text = False
 
     def _execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.dbapi.cursor() as cursor:
