@@ -583,7 +583,7 @@ _Part = tuple[pa.Table, str | None]
 
 class SliceTables:
     """One slice's aggregates, in the order the writer takes them. Each may still be being
-    computed on the aggregating threads: `take` waits for that one only, so that the writer
+    computed on the aggregating thread: `take` waits for that one only, so that the writer
     writes each table as soon as it is ready."""
 
     NAMES = ("seekers", "metrics", "breakdown", "hour_seekers", "listers")
