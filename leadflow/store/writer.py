@@ -352,24 +352,8 @@ class SliceWriter:
         """Replace the listing_analytics rows of these (listing, hour)s by the recomputed ones."""
         hours = self._hours_table(rows)
         self._fresh = self._span_is_empty(rows, hours)
-        self._changes()
-        if not self._fresh:
-            sums = ", ".join(f"-sum(a.{source})" for source in _TOTALS.values())
-            self._execute(
-                f"INSERT INTO lf_listing_changes (listing_id, {', '.join(_TOTALS)}) "
-                f"SELECT a.listing_id, {sums} FROM listing_analytics a "
-                f"WHERE (a.listing_id, a.date, a.hour) IN (SELECT listing_id, date, hour FROM {hours}) "
-                "GROUP BY a.listing_id"
-            )
+        self._gather_changes("lf_listing_changes", listing_analytics, (), _TOTALS, hours, rows)
         self._write_analytics(hours)
-        if rows.num_rows:
-            sums = ", ".join(
-                f"CAST(sum({source}) AS BIGINT) AS {column}" for column, source in _TOTALS.items()
-            )
-            self._append_arrow(
-                "lf_listing_changes",
-                self._arrow(f"SELECT listing_id, {sums} FROM rows GROUP BY listing_id", rows=rows),
-            )
         return int(rows.num_rows)
 
     def _span_is_empty(self, rows: pa.Table, hours: str) -> bool:
@@ -417,25 +401,15 @@ class SliceWriter:
 
     def replace_breakdown(self, touched: pa.Table, rows: pa.Table) -> None:
         """Replace the per-hour breakdown rows of the touched (listing, hour)s."""
-        self._changes()
-        if not self._fresh:
-            self._execute(
-                "INSERT INTO lf_breakdown_changes (listing_id, dimension, key, change) "
-                "SELECT b.listing_id, b.dimension, b.key, -sum(b.count) "
-                "FROM listing_analytics_breakdown b WHERE (b.listing_id, b.date, b.hour) IN "
-                f"(SELECT listing_id, date, hour FROM {self._hours_table(touched)}) "
-                "GROUP BY b.listing_id, b.dimension, b.key"
-            )
+        self._gather_changes(
+            "lf_breakdown_changes",
+            listing_analytics_breakdown,
+            ("dimension", "key"),
+            {"change": "count"},
+            self._hours_table(touched),
+            rows,
+        )
         self._replace_hours(listing_analytics_breakdown, touched, rows)
-        if rows.num_rows:
-            self._append_arrow(
-                "lf_breakdown_changes",
-                self._arrow(
-                    "SELECT listing_id, dimension, key, CAST(sum(count) AS BIGINT) AS change FROM rows "
-                    "GROUP BY listing_id, dimension, key",
-                    rows=rows,
-                ),
-            )
 
     def replace_hour_seekers(self, touched: pa.Table, rows: pa.Table) -> None:
         """Replace the per-hour seeker identities of the touched (listing, hour)s."""
@@ -473,6 +447,35 @@ class SliceWriter:
                     (listing, *(added[(listing, kind)] for kind in _UNIQUE))
                     for listing in sorted({listing for listing, _ in added})
                 ),
+            )
+
+    def _gather_changes(
+        self,
+        changes: str,
+        table: Table,
+        keys: Sequence[str],
+        sums: dict[str, str],
+        hours: str,
+        rows: pa.Table,
+    ) -> None:
+        """Add to the changes table `changes`, per (listing, *keys), the sums of the slice's
+        `rows` less those of what `table` holds for the touched hours (staged as `hours`; new
+        hours hold nothing). `sums`: changes column ← summed column."""
+        self._changes()
+        group = ", ".join(["listing_id", *keys])
+        columns = f"{group}, {', '.join(sums)}"
+        if not self._fresh:
+            held = ", ".join(f"-sum({source})" for source in sums.values())
+            self._execute(
+                f"INSERT INTO {changes} ({columns}) SELECT {group}, {held} FROM {table.name} "
+                f"WHERE (listing_id, date, hour) IN (SELECT listing_id, date, hour FROM {hours}) "
+                f"GROUP BY {group}"
+            )
+        if rows.num_rows:
+            new = ", ".join(f"CAST(sum({source}) AS BIGINT) AS {c}" for c, source in sums.items())
+            self._append_arrow(
+                changes,
+                self._arrow(f"SELECT {group}, {new} FROM rows GROUP BY {group}", rows=rows),
             )
 
     def _changes(self) -> None:
