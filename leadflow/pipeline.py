@@ -187,6 +187,15 @@ def _engine_session(
         con.close()
 
 
+@contextmanager
+def _reading() -> Iterator[None]:
+    """DuckDB's errors while it reads the export files, as the run's SourceError."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise SourceError(f"cannot read the export files: {exc}".splitlines()[0]) from exc
+
+
 @dataclass
 class _Ledger:
     """The ledger's view for one run: which files are new, pending, or old context."""
@@ -254,21 +263,17 @@ class FileRun:
         self.scratch = scratch
 
     def _sql(self, sql: str) -> None:
-        try:
+        with _reading():
             self.con.execute(sql)
-        except duckdb.Error as exc:
-            raise SourceError(f"cannot read the export files: {exc}".splitlines()[0]) from exc
 
     def _split(self, raw: str) -> str:
         """The rows of query `raw`, read into Arrow in as many pieces as DuckDB has threads.
 
         A small batch (an hourly run's) fits in one row group of its file, which one thread
         would read and classify; from these pieces, classifying (the costly part) takes all."""
-        try:
+        with _reading():
             rows = self.con.sql(raw).to_arrow_table().combine_chunks()
             (threads,) = self.con.execute("SELECT current_setting('threads')").fetchall()[0]
-        except duckdb.Error as exc:
-            raise SourceError(f"cannot read the export files: {exc}".splitlines()[0]) from exc
         size = max(1, -(-rows.num_rows // int(threads)))
         self.con.register("raw_batch", pa.Table.from_batches(rows.to_batches(size), rows.schema))
         return "raw_batch"
