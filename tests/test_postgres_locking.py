@@ -9,17 +9,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 
 from bench.baseline import canonical, compute
 from leadflow.errors import RunLocked
+from leadflow.store.db import create_store_engine
 from leadflow.store.lock import AdvisoryRunLock, RowRunLock, RunLock
 from tests.eventfiles import event, write_jsonl
 
@@ -130,6 +135,43 @@ def test_two_runs_triggered_at_the_same_moment_one_runs_the_other_is_refused(
     single.run(folder)
     assert store.snapshot() == single.snapshot() == canonical(compute([folder / "events.jsonl"]))
     assert [r["status"] for r in store.rows("cron_runs")] == ["succeeded"]
+
+
+def test_connections_opening_a_new_sqlite_store_at_the_same_moment_all_open(tmp_path):
+    """Both triggers of a new store switch it to WAL as they connect; SQLite refuses one of two
+    switches made at the same moment ("database is locked", without waiting) one time in twenty
+    or so, which must not fail the connection. Each thread opens its own DBAPI connection as its
+    own process would, and connects its engine through it at the same moment as the other."""
+    failures: list[str] = []
+    for attempt in range(150):
+        path = tmp_path / f"store-{attempt}.db"
+        barrier = threading.Barrier(2)
+
+        def connect(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            engine = create_store_engine(f"sqlite:///{path}")
+
+            @sqlalchemy_event.listens_for(engine, "do_connect")
+            def opened(_dialect: Any, _record: Any, args: Any, kwargs: Any) -> sqlite3.Connection:
+                connection = sqlite3.connect(*args, **kwargs)
+                barrier.wait()
+                return connection
+
+            try:
+                with engine.connect() as conn:
+                    mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                    if mode != "wal":
+                        failures.append(f"journal mode {mode}")
+            except Exception as exc:  # collected: an exception in a thread would be lost
+                failures.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                engine.dispose()
+
+        threads = [threading.Thread(target=connect) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,8 @@ URL_EXAMPLES = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/D
 POOL_OPTIONS = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 30, "pool_recycle": -1}
 SESSION_OPTIONS = ("statement_timeout",)
 DEFAULT_CONNECT_TIMEOUT = "10"
+# How long a SQLite connection waits for another's lock before "database is locked".
+SQLITE_BUSY_SECONDS = 30
 # The execution option of `deferring_checkpoints`.
 DEFER_CHECKPOINT = "leadflow_defer_checkpoint"
 _DURATION = re.compile(r"\d+\s*(us|ms|s|min|h|d)?")
@@ -58,7 +61,7 @@ def create_store_engine(url: str) -> Engine:
                     f"cannot create the SQLite database {database}: no folder {folder}"
                 )
         try:
-            engine = create_engine(parsed, connect_args={"timeout": 30})
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         except NoSuchModuleError as exc:
             raise ConfigError(f"bad database URL {url!r}: {exc}") from exc
         _configure_sqlite(engine)
@@ -71,6 +74,26 @@ def create_store_engine(url: str) -> Engine:
     )
 
 
+def _use_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (a no-op once it is).
+
+    Switching a new database to WAL needs its exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, while another connection is in the middle of the
+    same switch or of the migrations that follow: two runs started at the same moment on a new
+    store. So the switch is retried for as long as the busy timeout would have waited."""
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL (readers never block the run), and transactions that leadflow begins itself."""
 
@@ -78,10 +101,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide where transactions begin (pysqlite's recipe).
         dbapi_connection.isolation_level = None
+        _use_wal(dbapi_connection)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA cache_size=-262144")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
