@@ -74,6 +74,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import brotli
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
@@ -104,7 +105,9 @@ __all__ = [
 BATCH_SIZE = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
-JSON_COMPRESSIONS = ("", ".gz", ".zst")
+JSON_COMPRESSIONS = ("", ".gz", ".zst", ".br")
+# What PostHog adds to a Parquet file's name for the compression inside it.
+PARQUET_COMPRESSIONS = ("", ".gz", ".br", ".zst", ".lz4", ".sz")
 EVENT_COLUMNS = ("uuid", "event", "distinct_id", "timestamp", "properties")
 TIMESTAMP_SCALE = {"s": 1_000_000, "ms": 1_000, "us": 1}
 UNKNOWN_PLATFORM = "unknown"
@@ -160,7 +163,9 @@ class Event:
 def file_format(path: Path) -> str | None:
     """'parquet', 'jsonl', or None for a file name leadflow does not read."""
     name = path.name.lower()
-    if name.endswith(".parquet"):
+    if name.endswith("manifest.json"):  # PostHog's list of an export's files
+        return None
+    if any(name.endswith(".parquet" + compression) for compression in PARQUET_COMPRESSIONS):
         return "parquet"
     for suffix in JSON_SUFFIXES:
         for compression in JSON_COMPRESSIONS:
@@ -181,7 +186,7 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
             if file_format(path) is None:
                 raise ValueError(
                     f"{path}: not an export file; expected .parquet or .jsonl/.json/.ndjson "
-                    "(optionally .gz or .zst)"
+                    "(optionally .gz, .zst or .br)"
                 )
             candidates = [path]
         elif glob.has_magic(text):
@@ -223,6 +228,8 @@ def read_batches(path: Path) -> Iterator[list[Any]]:
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
     name = path.name.lower()
+    if name.endswith(".br"):
+        return io.BytesIO(brotli.decompress(path.read_bytes()))
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
     if name.endswith(".zst"):

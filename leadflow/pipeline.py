@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from leadflow.config import POSTHOG_SOURCE, Settings
 from leadflow.errors import LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
-from leadflow.sources.files import ExportFile, discover, raw_events_sql
+from leadflow.sources.files import ExportFile, discover, raw_events_sql, readable
 from leadflow.store.db import (
     checkpoint,
     create_store_engine,
@@ -250,7 +250,7 @@ class FileRun:
         lock: RunLock,
         progress: Progress | None,
         fault: Callable[[str], None] | None,
-        scratch: str | None = None,
+        scratch: str,
     ) -> None:
         self.con = con
         self.engine = engine
@@ -260,11 +260,15 @@ class FileRun:
         self.lock = lock
         self.progress = progress
         self.fault = fault or (lambda _step: None)
-        self.scratch = scratch
+        self.scratch = scratch  # the run's folder (decompressed files, scratch databases)
 
     def _sql(self, sql: str) -> None:
         with _reading():
             self.con.execute(sql)
+
+    def _readable(self, files: list[tuple[int, ExportFile]]) -> list[tuple[int, ExportFile]]:
+        """The files as DuckDB reads them (brotli ones decompressed into the run's folder)."""
+        return readable(files, self.scratch)
 
     def _split(self, raw: str) -> str:
         """The rows of query `raw`, read into Arrow in as many pieces as DuckDB has threads.
@@ -281,7 +285,7 @@ class FileRun:
     def stage(self, ledger: _Ledger) -> None:
         """Read and classify the batch, pull in old events of touched hours, find duplicates."""
         batch_files = list(enumerate(ledger.batch))
-        source = f"({raw_events_sql(batch_files)})"
+        source = f"({raw_events_sql(self._readable(batch_files))})"
         split = sum(f.size for f in ledger.batch) <= SPLIT_BATCH_MAX_BYTES
         if split:
             source = self._split(source)
@@ -328,7 +332,7 @@ class FileRun:
         if context_files:
             self._sql(
                 "CREATE TABLE context AS SELECT * FROM ("
-                + classify_sql(f"({raw_events_sql(context_files)})", self.taxonomy)
+                + classify_sql(f"({raw_events_sql(self._readable(context_files))})", self.taxonomy)
                 + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM touched_hours)"
             )
         else:
@@ -460,6 +464,15 @@ def _compression(path: str) -> str:
     return kind[1] if kind else "none"
 
 
+def _skipped_warning(paths: Sequence[str]) -> str:
+    names = ", ".join(os.path.basename(p) for p in paths[:3])
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return (
+        f"{len(paths)} file(s) not named as export files were not read ({names}{more}); "
+        "export files end in .parquet[.codec] or .jsonl/.ndjson/.json[.gz|.br|.zst]"
+    )
+
+
 def _covers_any(hours: Sequence[datetime], low: datetime, high: datetime) -> bool:
     """Whether any of the sorted `hours` falls within [hour of low, high]."""
     start = low.replace(minute=0, second=0, microsecond=0)
@@ -493,7 +506,8 @@ def run(
     ensure_schema(engine)
     engine = deferring_checkpoints(engine)
     from_posthog = source == POSTHOG
-    files = [] if from_posthog else discover(source)
+    skipped: list[str] = []
+    files = [] if from_posthog else discover(source, skipped)
     client = None
     if from_posthog:
         from leadflow.sources import posthog
@@ -517,6 +531,8 @@ def run(
             )
         lock.attach(run_id)
         summary = RunSummary(run_id=run_id, status="running", source=source)
+        if skipped:
+            summary.warnings.append(_skipped_warning(skipped))
         try:
             if on_started is not None:
                 on_started(run_id)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import brotli
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
@@ -67,12 +68,14 @@ def event(
 
 
 def write_jsonl(path: Path, events: Iterable[dict[str, Any] | str]) -> Path:
-    """JSONL, compressed by the file name's suffix (.gz, .zst); strings are written as-is."""
+    """JSONL, compressed by the file name's suffix (.gz, .zst, .br); strings are written as-is."""
     text = "".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events).encode()
     if path.name.endswith(".gz"):
         text = gzip.compress(text)
     elif path.name.endswith(".zst"):
         text = zstandard.ZstdCompressor().compress(text)
+    elif path.name.endswith(".br"):
+        text = brotli.compress(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text)
     return path
@@ -89,10 +92,13 @@ def _micros(value: str) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def write_parquet(path: Path, events: Sequence[dict[str, Any]], times: str = "timestamp") -> Path:
+def write_parquet(
+    path: Path, events: Sequence[dict[str, Any]], times: str = "timestamp", codec: str = "snappy"
+) -> Path:
     """Parquet as PostHog's S3 export writes it: JSON-string properties, microsecond times.
 
     `times`: "timestamp" (timestamp[us, UTC]), "int" (int64 microseconds) or "string" (ISO).
+    `codec`: the compression inside the file.
     """
     columns: dict[str, list[Any]] = {
         name: [e.get(name) for e in events]
@@ -117,5 +123,5 @@ def write_parquet(path: Path, events: Sequence[dict[str, Any]], times: str = "ti
                 else pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
             )
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(arrays), path)
+    pq.write_table(pa.table(arrays), path, compression=codec)
     return path

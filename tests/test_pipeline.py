@@ -96,7 +96,9 @@ def test_every_reject_reason_is_counted_and_nothing_vanishes(
     assert run["rejects"] == summary.rejected and run["status"] == "succeeded"
 
 
-@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz", "events.jsonl.zst"])
+@pytest.mark.parametrize(
+    "name", ["events.jsonl", "events.jsonl.gz", "events.jsonl.zst", "events.jsonl.br"]
+)
 def test_jsonl_plain_and_compressed_give_the_same_tables(store, tmp_path, name):
     events = [
         event("a", "listing_view", at(1), "listing-1", "s1"),
@@ -123,6 +125,46 @@ def test_parquet_with_each_time_encoding(store, tmp_path, times):
     assert store.snapshot() == canonical(compute([path]))
     groups = {(g[0], g[1]): g for g in store.snapshot()["lead_groups"]}
     assert groups[("listing-2", "s3")][2] == 40  # phone 30 + website 10
+
+
+def test_a_posthog_export_prefix_is_read_as_posthog_names_its_files(store, tmp_path):
+    """PostHog adds the compression's extension to every file's name, a Parquet file's too
+    (compressed inside, read as it is), and sends a manifest.json listing the files."""
+    day = [
+        event("a", "property_view", at(1), "listing-1", "s1"),
+        event("b", "lead_phone", at(2), "listing-1", "s1"),
+        event("c", "lead_message", at(65), "listing-2", "s2", message_type="email"),
+    ]
+    prefix = tmp_path / "exports"
+    interval = "2025-05-01T10:00:00+00:00-2025-05-01T11:00:00+00:00"
+    files = [write_jsonl(prefix / f"{interval}.jsonl.br", day[:1])]
+    for n, (suffix, codec) in enumerate([(".zst", "zstd"), (".lz4", "lz4"), (".sz", "snappy")]):
+        name = f"{interval}-{n + 1}.parquet{suffix}"
+        files.append(write_parquet(prefix / name, day[1:2] if n == 0 else [], codec=codec))
+    (prefix / f"{interval}_manifest.json").write_text(
+        json.dumps({"files": [f.name for f in files]})
+    )
+    (prefix / "manifest.json").write_text(json.dumps({"files": [f.name for f in files]}))
+    (prefix / "notes.txt").write_text("not events")
+    write_jsonl(prefix / "events.jsonl.lz4", day)  # no codec PostHog uses for JSONL
+
+    summary = store.run(prefix)
+    assert (summary.files_read, summary.events_read, summary.rejected) == (4, 2, {})
+    (warning,) = summary.warnings
+    assert warning.startswith("2 file(s) not named as export files were not read")
+    assert "events.jsonl.lz4" in warning and "notes.txt" in warning and "manifest" not in warning
+    store.run(write_jsonl(tmp_path / "late" / "late.jsonl.br", day[2:]))
+    assert store.snapshot() == canonical(compute([prefix, tmp_path / "late"]))
+
+
+def test_a_truncated_brotli_file_is_a_clear_source_error(store, tmp_path):
+    path = write_jsonl(
+        tmp_path / "events.jsonl.br", [event("a", "property_view", at(1), "listing-1", "s1")]
+    )
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(RunFailed, match=r"events\.jsonl\.br: cannot read the export file"):
+        store.run(path)
+    assert store.rows("listing_analytics") == []
 
 
 def test_parquet_missing_optional_columns_and_extra_columns(store, tmp_path):

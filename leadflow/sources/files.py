@@ -1,4 +1,10 @@
-"""PostHog S3 batch-export files (JSONL, plain/.gz/.zst, and Parquet) as raw events in DuckDB."""
+"""PostHog S3 batch-export files (JSONL, plain/.gz/.zst/.br, and Parquet) as raw events in DuckDB.
+
+PostHog names an export file `{interval_start}-{interval_end}[-n].{jsonl|parquet}`, followed by
+the compression's extension when one is set (`.gz`, `.br`, `.zst`, `.lz4`, `.sz`). A JSONL file
+is compressed as a whole; a Parquet file is compressed inside and is read as it is, whatever its
+name adds. The `manifest.json` an export sends after its files lists them; it holds no events.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,13 @@ import pyarrow.parquet as pq
 from leadflow.errors import SourceError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+# A JSONL file's compression by its name's last extension (brotli is decompressed by leadflow,
+# the others by DuckDB).
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".br": "brotli"}
+# The extensions PostHog adds to a Parquet file's name for the compression inside it.
+PARQUET_COMPRESSIONS = (".gz", ".br", ".zst", ".lz4", ".sz")
+# PostHog's manifest of an export's files (`manifest.json`, or with a prefix before it).
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -30,15 +42,21 @@ class ExportFile:
 
 
 def file_format(path: str) -> tuple[str, str] | None:
-    """(format, compression) of an export file by its name, or None if it is not one."""
-    name = path.lower()
+    """(format, compression) of an export file by its name, or None if it is not one. A
+    Parquet file's compression is inside it: "none" to its reader, whatever the name adds."""
+    name = os.path.basename(path).lower()
+    if name.endswith(MANIFEST):
+        return None
+    for suffix in PARQUET_COMPRESSIONS:
+        if name.endswith(".parquet" + suffix):
+            return "parquet", "none"
+    if name.endswith(".parquet"):
+        return "parquet", "none"
     compression = "none"
     for suffix, codec in COMPRESSIONS.items():
         if name.endswith(suffix):
             name, compression = name[: -len(suffix)], codec
             break
-    if name.endswith(".parquet"):
-        return ("parquet", compression) if compression == "none" else None
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl", compression
     return None
@@ -52,8 +70,11 @@ def _export_file(path: str) -> ExportFile | None:
     return ExportFile(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, *kind)
 
 
-def discover(spec: str) -> list[ExportFile]:
-    """The export files a source path names: one file, a folder (recursively) or a glob."""
+def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
+    """The export files a source path names: one file, a folder (recursively) or a glob.
+
+    `skipped` (when given) receives the paths of the other files the folder or glob holds, not
+    named as export files (manifests and hidden files aside), for the run to report."""
     if any(ch in spec for ch in "*?["):
         candidates = sorted(glob.glob(spec, recursive=True))
         if not candidates:
@@ -69,13 +90,51 @@ def discover(spec: str) -> list[ExportFile]:
         if file_format(spec) is None:
             raise SourceError(
                 f"{spec}: not an export file (expected .parquet, or .jsonl/.ndjson/.json, "
-                "optionally .gz or .zst)"
+                "optionally .gz, .zst or .br)"
             )
         candidates = [spec]
     else:
         raise SourceError(f"{spec}: no such file or folder")
     files = [f for f in (_export_file(p) for p in candidates if os.path.isfile(p)) if f]
+    if skipped is not None:
+        skipped.extend(
+            p
+            for p in candidates
+            if os.path.isfile(p)
+            and file_format(p) is None
+            and not os.path.basename(p).lower().endswith(MANIFEST)
+            and not os.path.basename(p).startswith(".")
+        )
     return sorted(files, key=lambda f: f.path)
+
+
+def readable(files: Sequence[tuple[int, ExportFile]], folder: str) -> list[tuple[int, ExportFile]]:
+    """`files` as DuckDB can read them: a brotli-compressed JSONL file is decompressed into
+    `folder` (streamed, a megabyte at a time) and stands in for it under the same file id."""
+    out: list[tuple[int, ExportFile]] = []
+    for fid, f in files:
+        if f.compression == "brotli":
+            plain = os.path.join(folder, f"brotli-{fid}-{os.path.basename(f.path)[:-3]}")
+            _unbrotli(f.path, plain)
+            f = ExportFile(plain, os.path.getsize(plain), f.mtime_ns, f.format, "none")
+        out.append((fid, f))
+    return out
+
+
+def _unbrotli(path: str, target: str) -> None:
+    import brotli
+
+    decompressor = brotli.Decompressor()
+    try:
+        with open(path, "rb") as source, open(target, "wb") as plain:
+            while chunk := source.read(1 << 20):
+                plain.write(decompressor.process(chunk))
+            if not decompressor.is_finished():
+                raise SourceError(f"{path}: cannot read the export file: truncated brotli data")
+    except brotli.error as exc:
+        raise SourceError(f"{path}: cannot read the export file: not brotli data ({exc})") from exc
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read the export file: {exc}") from exc
 
 
 def _quote(value: str) -> str:

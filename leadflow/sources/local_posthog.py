@@ -37,10 +37,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from leadflow.sources.files import ExportFile
 
 DEFAULT_ROWS = 100  # posthog/hogql/constants.py: DEFAULT_RETURNED_ROWS
 MAX_ROWS = 50_000  # posthog/hogql/constants.py: MAX_SELECT_RETURNED_ROWS
@@ -493,11 +496,15 @@ class LocalPostHog:
     def load_export(self, path: str | Path) -> int:
         """Ingest the events of PostHog export files (a file, a folder or a glob), as PostHog holds
         them: with their own `created_at`; rows PostHog could not hold are skipped."""
+        from leadflow.sources.files import discover, readable
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-posthog-load-") as folder:
+            exports = [f for _, f in readable(list(enumerate(discover(str(path)))), folder)]
+            return self._load_files(exports)
+
+    def _load_files(self, exports: list[ExportFile]) -> int:
         import duckdb
 
-        from leadflow.sources.files import discover
-
-        exports = discover(str(path))
         readers = []
         parquet = [f.path for f in exports if f.format == "parquet"]
         jsonl = [f.path for f in exports if f.format != "parquet"]
