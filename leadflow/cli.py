@@ -88,8 +88,8 @@ def _settings(database: str | None) -> Settings:
         raise _fail(f"bad settings: {exc}".splitlines()[0]) from exc
 
 
-def _source(settings: Settings, source: str | None, path: str | None) -> str:
-    """What `leadflow run` reads: `--source posthog`, `--source file PATH` (or a bare PATH), else
+def _source(settings: Settings, source: str | None, path: list[str] | None) -> str | list[str]:
+    """What `leadflow run` reads: `--source posthog`, `--source file PATH…` (or bare PATHs), else
     LEADFLOW_SOURCE, else PostHog when its settings (POSTHOG_*) are present."""
     if source not in (None, "file", pipeline.POSTHOG):
         raise _fail(f"unknown source {source!r}: expected 'file' (with a PATH) or 'posthog'")
@@ -140,7 +140,7 @@ def _print_summary(summary: pipeline.RunSummary) -> None:
         err.print(f"note: {summary.stopped}", highlight=False)
 
 
-def _run(settings: Settings, path: str, as_json: bool) -> pipeline.RunSummary:
+def _run(settings: Settings, path: str | list[str], as_json: bool) -> pipeline.RunSummary:
     try:
         with BarProgress(err) as progress:
             summary = pipeline.run(settings, path, progress=progress)
@@ -165,7 +165,11 @@ def run(
         ),
     ] = None,
     path: Annotated[
-        str | None, typer.Argument(help="An export file, a folder of them, or a glob.")
+        list[str] | None,
+        typer.Argument(
+            help="Export files, folders of them, or globs (one or more; an unquoted glob's "
+            "files, as the shell expands it, are read together)."
+        ),
     ] = None,
     database: Annotated[
         str | None, typer.Option(help="Store URL (default: LEADFLOW_DATABASE_URL).")

@@ -19,9 +19,15 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.config import POSTHOG_SOURCE, Settings
-from leadflow.errors import LeadflowError, RunFailed, SourceError
+from leadflow.errors import ConfigError, LeadflowError, RunFailed, SourceError
 from leadflow.events import DEFAULT_TAXONOMY, RejectReason, Taxonomy
-from leadflow.sources.files import ExportFile, discover, raw_events_sql, readable
+from leadflow.sources.files import (
+    ExportFile,
+    discover,
+    discover_all,
+    raw_events_sql,
+    readable,
+)
 from leadflow.store.db import (
     checkpoint,
     create_store_engine,
@@ -482,7 +488,7 @@ def _covers_any(hours: Sequence[datetime], low: datetime, high: datetime) -> boo
 
 def run(
     settings: Settings,
-    source: str,
+    source: str | Sequence[str],
     *,
     engine: Engine | None = None,
     taxonomy: Taxonomy = DEFAULT_TAXONOMY,
@@ -492,7 +498,8 @@ def run(
     defer_checkpoint: bool = False,
 ) -> RunSummary:
     """One cron run over `source`, into the store of `settings`: `"posthog"` reads PostHog's
-    Query API (settings.posthog_*); anything else names export files (a file, folder or glob).
+    Query API (settings.posthog_*); anything else names export files (a file, folder or glob, or
+    several of them, as a shell expands an unquoted glob).
 
     Raises RunLocked when another run holds the lock, SourceError/ConfigError before a run
     starts, and RunFailed (with the run's id, recorded in cron_runs) when a started run fails.
@@ -505,9 +512,13 @@ def run(
     engine = engine or create_store_engine(settings.database_url)
     ensure_schema(engine)
     engine = deferring_checkpoints(engine)
-    from_posthog = source == POSTHOG
+    paths = [source] if isinstance(source, str) else list(source)
+    from_posthog = paths == [POSTHOG]
+    if not paths or (POSTHOG in paths and not from_posthog):
+        raise ConfigError(f"{POSTHOG!r} is a source of its own, not one of several paths")
+    source = " ".join(paths)  # as cron_runs records it
     skipped: list[str] = []
-    files = [] if from_posthog else discover(source, skipped)
+    files = [] if from_posthog else discover_all(paths, skipped)
     client = None
     if from_posthog:
         from leadflow.sources import posthog

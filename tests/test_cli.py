@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from bench.baseline import canonical, compute
+from bench.canonical import canonical_from_db
 from leadflow.store.db import create_store_engine, head_revision
 from leadflow.store.lock import RunLock
 from tests.eventfiles import event, write_jsonl
@@ -54,6 +56,29 @@ def test_run_prints_a_json_summary(tmp_path):
     assert summary["leads_inserted"] == 1 and summary["hours_written"] == 1
     assert summary["window_start"] == "2025-05-01T10:00:00Z"
     assert set(summary["timings"]) == {"read", "aggregate", "write"}
+
+
+def test_run_reads_several_paths_as_a_shell_expands_an_unquoted_glob(tmp_path):
+    day = [event(f"e{i}", "lead_phone", T0 + timedelta(hours=i), f"L{i % 2}") for i in range(6)]
+    files = [
+        write_jsonl(tmp_path / "exports" / f"{i}.jsonl", day[i * 2 : i * 2 + 2]) for i in range(3)
+    ]
+    store = f"sqlite:///{tmp_path}/x.db"
+    # Two files named one by one, and a folder holding one of them and a third: each file once.
+    args = [str(files[0]), str(files[1]), str(files[1]), str(tmp_path / "exports")]
+    result = leadflow("run", "--source", "file", *args, "--database", store, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["files_read"], summary["events_read"]) == (3, 6)
+    assert summary["source"] == " ".join(args)
+    engine = create_store_engine(store)
+    try:
+        assert canonical_from_db(engine) == canonical(compute(files))
+    finally:
+        engine.dispose()
+
+    refused = leadflow("run", "--source", "posthog", str(files[0]), "--database", store)
+    assert_one_line_error(refused, "takes no PATH")
 
 
 def test_run_reads_the_source_from_the_environment(tmp_path):

@@ -108,6 +108,15 @@ def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
     return sorted(files, key=lambda f: f.path)
 
 
+def discover_all(specs: Sequence[str], skipped: list[str] | None = None) -> list[ExportFile]:
+    """The export files several source paths name (each as `discover` reads it), each once."""
+    found: dict[str, ExportFile] = {}
+    for spec in specs:
+        for f in discover(spec, skipped):
+            found[f.path] = f
+    return [found[path] for path in sorted(found)]
+
+
 def readable(files: Sequence[tuple[int, ExportFile]], folder: str) -> list[tuple[int, ExportFile]]:
     """`files` as DuckDB can read them: a brotli-compressed JSONL file is decompressed into
     `folder` (streamed, a megabyte at a time) and stands in for it under the same file id."""
