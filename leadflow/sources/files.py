@@ -24,8 +24,8 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 # A JSONL file's compression by its name's last extension (brotli is decompressed by leadflow,
 # the others by DuckDB).
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".br": "brotli"}
-# The extensions PostHog adds to a Parquet file's name for the compression inside it.
-PARQUET_COMPRESSIONS = (".gz", ".br", ".zst", ".lz4", ".sz")
+# A Parquet file's name, bare or with the extension PostHog adds for the compression inside it.
+PARQUET_SUFFIXES = tuple(".parquet" + codec for codec in ("", ".gz", ".br", ".zst", ".lz4", ".sz"))
 # PostHog's manifest of an export's files (`manifest.json`, or with a prefix before it).
 MANIFEST = "manifest.json"
 
@@ -47,10 +47,7 @@ def file_format(path: str) -> tuple[str, str] | None:
     name = os.path.basename(path).lower()
     if name.endswith(MANIFEST):
         return None
-    for suffix in PARQUET_COMPRESSIONS:
-        if name.endswith(".parquet" + suffix):
-            return "parquet", "none"
-    if name.endswith(".parquet"):
+    if name.endswith(PARQUET_SUFFIXES):
         return "parquet", "none"
     compression = "none"
     for suffix, codec in COMPRESSIONS.items():
