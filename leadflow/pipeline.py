@@ -516,7 +516,8 @@ def run(
     from_posthog = paths == [POSTHOG]
     if not paths or (POSTHOG in paths and not from_posthog):
         raise ConfigError(f"{POSTHOG!r} is a source of its own, not one of several paths")
-    source = " ".join(paths)  # as cron_runs records it
+    # As cron_runs records it (a shell's expansion of a glob may name thousands of files).
+    source = " ".join(paths if len(paths) <= 5 else [*paths[:3], f"… ({len(paths)} paths)"])
     skipped: list[str] = []
     files = [] if from_posthog else discover_all(paths, skipped)
     client = None

@@ -71,6 +71,11 @@ def test_run_reads_several_paths_as_a_shell_expands_an_unquoted_glob(tmp_path):
     summary = json.loads(result.stdout)
     assert (summary["files_read"], summary["events_read"]) == (3, 6)
     assert summary["source"] == " ".join(args)
+    many = [str(f) for f in files] * 2  # as a shell expands a glob: six paths, three files
+    again = leadflow("run", "--source", "file", *many, "--database", store, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["source"] == " ".join([*many[:3], "… (6 paths)"])
+    assert json.loads(again.stdout)["events_read"] == 0
     engine = create_store_engine(store)
     try:
         assert canonical_from_db(engine) == canonical(compute(files))
