@@ -109,6 +109,8 @@ JSON_COMPRESSIONS = ("", ".gz", ".zst", ".br")
 # What PostHog adds to a Parquet file's name for the compression inside it.
 PARQUET_COMPRESSIONS = ("", ".gz", ".br", ".zst", ".lz4", ".sz")
 EVENT_COLUMNS = ("uuid", "event", "distinct_id", "timestamp", "properties")
+# A JSONL line longer than this (16 MiB) is malformed, not an event (docs/events.md).
+MAX_LINE_BYTES = 16 * 1024 * 1024
 TIMESTAMP_SCALE = {"s": 1_000_000, "ms": 1_000, "us": 1}
 UNKNOWN_PLATFORM = "unknown"
 
@@ -249,6 +251,8 @@ def _jsonl_batches(path: Path) -> Iterator[list[Any]]:
             if not line.strip():
                 continue
             try:
+                if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                    raise ValueError("a line longer than leadflow reads as an event")
                 record = json.loads(line)
             except ValueError:  # also UnicodeDecodeError
                 record = MALFORMED

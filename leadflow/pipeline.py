@@ -27,6 +27,7 @@ from leadflow.sources.files import (
     discover_all,
     raw_events_sql,
     readable,
+    unreadable_lines_sql,
 )
 from leadflow.store.db import (
     checkpoint,
@@ -56,6 +57,8 @@ HOUR = timedelta(hours=1)
 # classified in pieces (FileRun._split).
 SPLIT_BATCH_MAX_BYTES = 16 * 1024 * 1024
 POSTHOG = POSTHOG_SOURCE  # the source name of runs that read PostHog's Query API
+# The DuckDB table in which the batch's JSONL lines that are not readable text are kept.
+UNREADABLE_LINES = "lf_unreadable_lines"
 
 # The write steps of a slice, in order; a fault injected at any of them must leave no trace.
 WRITE_STEPS = (
@@ -291,13 +294,24 @@ class FileRun:
     def stage(self, ledger: _Ledger) -> None:
         """Read and classify the batch, pull in old events of touched hours, find duplicates."""
         batch_files = list(enumerate(ledger.batch))
-        source = f"({raw_events_sql(self._readable(batch_files))})"
+        readable_batch = self._readable(batch_files)
+        source = f"({raw_events_sql(readable_batch, UNREADABLE_LINES)})"
         split = sum(f.size for f in ledger.batch) <= SPLIT_BATCH_MAX_BYTES
         if split:
             source = self._split(source)
         self._sql("CREATE TABLE batch AS " + classify_sql(source, self.taxonomy))
         if split:
             self.con.unregister(source)
+        # A JSONL line that is not readable text (not UTF-8, or longer than the limit) is an
+        # event of its file all the same: counted, as malformed.
+        if self.con.execute(
+            f"SELECT 1 FROM duckdb_tables() WHERE table_name = '{UNREADABLE_LINES}'"
+        ).fetchall():
+            self._sql(
+                f"INSERT INTO batch (file_id, reject) "
+                f"SELECT file_id, '{RejectReason.MALFORMED_JSON.value}' FROM ("
+                f"{unreadable_lines_sql(readable_batch, UNREADABLE_LINES)})"
+            )
         resume = ", ".join(
             f"({fid}, TIMESTAMP '{ledger.resume_from[f.path]:%Y-%m-%d %H:%M:%S}')"
             for fid, f in batch_files

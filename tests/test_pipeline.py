@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import sqlite3
@@ -300,6 +301,43 @@ def test_unreadable_parquet_fails_the_run_and_writes_nothing(store, tmp_path):
     (run,) = store.rows("cron_runs")
     assert run["status"] == "failed" and "bad.parquet" in run["error"]
     assert store.count("source_files") == 0 and store.count("listing_analytics") == 0
+
+
+@split_or_not
+@pytest.mark.parametrize("name", ["day.jsonl", "day.jsonl.gz"])
+def test_lines_that_are_not_readable_text_are_counted_malformed(
+    store, tmp_path, monkeypatch, split_max_bytes, name
+):
+    """A line that is not UTF-8, or longer than 16 MiB, is one malformed event of its file, not
+    a failed run; a long line within the limit is an event like any other. Read again as an old
+    file of a recomputed hour, the file's lines are not counted again."""
+    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+    good = [
+        event("a", "property_view", at(1), "listing-1", "s1"),
+        event("b", "lead_phone", at(2), "listing-1", "s1", note="n" * 3_000_000),
+        event("c", "lead_message", at(3), "listing-2", "s2"),
+    ]
+    lines = [json.dumps(e).encode() for e in good]
+    not_utf8 = b'{"uuid": "x", "event": "property_view", "properties": {"listing_id": "L\xff"}}'
+    too_long = json.dumps(
+        event("y", "property_view", at(4), "listing-1", "s3", pad="p" * 17_000_000)
+    )
+    data = b"\n".join([lines[0], not_utf8, lines[1], too_long.encode(), lines[2]]) + b"\n"
+    path = tmp_path / "exports" / name
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(data, compresslevel=1) if name.endswith(".gz") else data)
+
+    summary = store.run(path.parent)
+    assert (summary.events_read, summary.events_accepted) == (5, 3)
+    assert summary.rejected == {"malformed_json": 2}
+    assert store.snapshot() == canonical(compute([path]))
+
+    late = write_jsonl(
+        tmp_path / "exports" / "late.jsonl", [event("d", "property_view", at(5), "listing-1", "s4")]
+    )
+    again = store.run(path.parent)
+    assert (again.events_read, again.rejected, again.events_accepted) == (1, {}, 1)
+    assert store.snapshot() == canonical(compute([path, late]))
 
 
 @split_or_not

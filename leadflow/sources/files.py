@@ -156,8 +156,22 @@ _ID_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
 _MICROS_RANGE = "BETWEEN -62135596800000000 AND 253402300799999999"
 
 
-def _jsonl_sql(files: Sequence[tuple[int, ExportFile]], compression: str) -> str:
+# A JSONL line longer than this is not read as an event (it is counted malformed): PostHog's own
+# limit on an event is far below it. DuckDB's buffer stays at its default size.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def _jsonl_sql(
+    files: Sequence[tuple[int, ExportFile]], compression: str, rejects: str | None
+) -> str:
     paths = _file_list(f.path for _, f in files)
+    # Lines DuckDB cannot take as text (not UTF-8, too long) are skipped, not fatal; with
+    # `rejects` they are kept in DuckDB's reject tables, for the run to count them malformed.
+    kept = (
+        f", store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{rejects}_scans'"
+        if rejects
+        else ""
+    )
     ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
     return f"""
 SELECT file_id, doc IS NULL AS malformed,
@@ -182,7 +196,9 @@ FROM (
             END AS doc
         FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\\0',
                       quote = '', escape = '', auto_detect = false, strict_mode = false,
-                      compression = '{compression}', filename = true)
+                      compression = '{compression}', filename = true,
+                      max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES},
+                      ignore_errors = true{kept})
         WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''
     ) AS lines
     JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.filename
@@ -249,6 +265,18 @@ JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = rows.filename
 """
 
 
+def unreadable_lines_sql(files: Sequence[tuple[int, ExportFile]], rejects: str) -> str:
+    """(file_id) per JSONL line of `files` that raw_events_sql(…, rejects) left out, once each
+    (run it only if DuckDB created the table `rejects`: it does on the first such line)."""
+    ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files) or "(NULL, NULL)"
+    return f"""
+SELECT ids.file_id
+FROM (SELECT DISTINCT s.file_path, e.line
+      FROM {rejects} e JOIN {rejects}_scans s USING (scan_id, file_id)) AS lines
+JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.file_path
+"""
+
+
 def _duckdb_type(arrow_type: pa.DataType) -> str:
     """The name of the DuckDB type a Parquet column of this Arrow type is read as."""
     if pa.types.is_timestamp(arrow_type):
@@ -282,8 +310,11 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def raw_events_sql(files: Sequence[tuple[int, ExportFile]]) -> str:
-    """A query giving the raw events (classify.RAW_COLUMNS) of `files` ((file_id, file) pairs)."""
+def raw_events_sql(files: Sequence[tuple[int, ExportFile]], rejects: str | None = None) -> str:
+    """A query giving the raw events (classify.RAW_COLUMNS) of `files` ((file_id, file) pairs).
+
+    JSONL lines that are not text DuckDB can read are left out; `rejects` names the table they
+    are kept in (see `unreadable_lines_sql`)."""
     groups: dict[tuple[str, ...], list[tuple[int, ExportFile]]] = defaultdict(list)
     parquet_types: dict[tuple[str, ...], dict[str, str]] = {}
     for fid, f in files:
@@ -297,7 +328,7 @@ def raw_events_sql(files: Sequence[tuple[int, ExportFile]]) -> str:
     parts = [
         _parquet_sql(group, parquet_types[key])
         if key[0] == "parquet"
-        else _jsonl_sql(group, key[1])
+        else _jsonl_sql(group, key[1], rejects)
         for key, group in groups.items()
     ]
     if not parts:
