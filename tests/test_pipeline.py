@@ -340,6 +340,23 @@ def test_lines_that_are_not_readable_text_are_counted_malformed(
     assert store.snapshot() == canonical(compute([path, late]))
 
 
+def test_long_ids_and_keys_are_stored_as_they_are(store, tmp_path):
+    """Nothing in DESIGN.md bounds an id's length: a long listing, seeker, lister, uuid or share
+    platform is stored whole on both stores, not a failed run."""
+    listing, seeker, lister = "L" * 300, "s" * 400, "a" * 300
+    lines = [
+        event(
+            "u" * 100, "lead_phone", at(1), listing, seeker, lister_id=lister, lister_type="t" * 60
+        ),
+        event("v" * 100, "listing_share", at(2), listing, seeker, platform="p" * 100),
+        event("w" * 100, "property_view", at(3), listing, seeker),
+    ]
+    path = write_jsonl(tmp_path / "long.jsonl", lines)
+    summary = store.run(path)
+    assert (summary.events_accepted, summary.rejected) == (3, {})
+    assert store.snapshot() == canonical(compute([path]))
+
+
 @split_or_not
 def test_edge_cases_agree_with_the_independent_reading(
     store, tmp_path, monkeypatch, split_max_bytes

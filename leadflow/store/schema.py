@@ -59,16 +59,24 @@ JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def _event_text(length: int) -> Any:
+    """A column holding text an event brings (an id, a share platform): VARCHAR(length) in
+    SQLite, which never enforces the length, and TEXT in PostgreSQL, which would otherwise refuse
+    a longer value and fail the run over one event (migration 0004)."""
+    return String(length).with_variant(Text(), "postgresql")
+
+
 metadata = MetaData()
 
 leads = Table(
     "leads",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("listing_id", String(128), nullable=False),
-    Column("seeker_id", String(256), nullable=False),
-    Column("lister_id", String(128)),
-    Column("lister_type", String(32)),
+    Column("listing_id", _event_text(128), nullable=False),
+    Column("seeker_id", _event_text(256), nullable=False),
+    Column("lister_id", _event_text(128)),
+    Column("lister_type", _event_text(32)),
     Column("lead_actions", JsonDoc, nullable=False),
     Column("total_actions", Integer, nullable=False),
     Column("lead_score", Integer, nullable=False),
@@ -92,7 +100,7 @@ leads = Table(
 lead_events = Table(
     "lead_events",
     metadata,
-    Column("event_uuid", String(64), primary_key=True),
+    Column("event_uuid", _event_text(64), primary_key=True),
     Column("lead_id", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
@@ -111,7 +119,7 @@ HOURLY_COUNTERS: tuple[str, ...] = (
 listing_analytics = Table(
     "listing_analytics",
     metadata,
-    Column("listing_id", String(128), primary_key=True),
+    Column("listing_id", _event_text(128), primary_key=True),
     Column("date", Date, primary_key=True),
     Column("hour", SmallInteger, primary_key=True),
     *(Column(name, Integer, nullable=False, server_default="0") for name in HOURLY_COUNTERS),
@@ -125,11 +133,11 @@ listing_analytics = Table(
 listing_analytics_breakdown = Table(
     "listing_analytics_breakdown",
     metadata,
-    Column("listing_id", String(128), primary_key=True),
+    Column("listing_id", _event_text(128), primary_key=True),
     Column("date", Date, primary_key=True),
     Column("hour", SmallInteger, primary_key=True),
     Column("dimension", String(16), primary_key=True),
-    Column("key", String(64), primary_key=True),
+    Column("key", _event_text(64), primary_key=True),
     Column("count", Integer, nullable=False),
     sqlite_with_rowid=False,
 )
@@ -139,9 +147,9 @@ listing_analytics_breakdown = Table(
 listing_seekers = Table(
     "listing_seekers",
     metadata,
-    Column("listing_id", String(128), primary_key=True),
+    Column("listing_id", _event_text(128), primary_key=True),
     Column("kind", String(8), primary_key=True),
-    Column("seeker_id", String(256), primary_key=True),
+    Column("seeker_id", _event_text(256), primary_key=True),
     sqlite_with_rowid=False,
 )
 
@@ -153,7 +161,7 @@ listing_seekers = Table(
 listing_hour_seekers = Table(
     "listing_hour_seekers",
     metadata,
-    Column("listing_id", String(128), primary_key=True),
+    Column("listing_id", _event_text(128), primary_key=True),
     Column("date", Date, primary_key=True),
     Column("hour", SmallInteger, primary_key=True),
     Column("viewers", JsonDoc, nullable=False),
@@ -166,9 +174,9 @@ LEADS_BREAKDOWN_KEYS: tuple[str, ...] = tuple(channel.name for channel in CHANNE
 listings = Table(
     "listings",
     metadata,
-    Column("listing_id", String(128), primary_key=True),
-    Column("lister_id", String(128)),
-    Column("lister_type", String(32)),
+    Column("listing_id", _event_text(128), primary_key=True),
+    Column("lister_id", _event_text(128)),
+    Column("lister_type", _event_text(32)),
     Column("total_views", BigInteger, nullable=False, server_default="0"),
     Column("unique_views", BigInteger, nullable=False, server_default="0"),
     Column("total_impressions", BigInteger, nullable=False, server_default="0"),
