@@ -139,7 +139,8 @@ class Slice:
 
     @property
     def end(self) -> datetime:
-        return self.last_hour + HOUR
+        # The last hour a datetime holds (an event of 9999-12-31 23:xx) ends at its last moment.
+        return self.last_hour + HOUR if self.last_hour < datetime.max - HOUR else datetime.max
 
 
 def plan_slices(

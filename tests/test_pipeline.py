@@ -340,6 +340,25 @@ def test_lines_that_are_not_readable_text_are_counted_malformed(
     assert store.snapshot() == canonical(compute([path, late]))
 
 
+def test_events_at_the_first_and_last_hours_a_time_can_hold(store, tmp_path):
+    """Parseable times are events wherever they fall, year 1 or 9999 (the last hour's slice
+    ends at the last moment a time can hold), and a late event recomputes those hours too."""
+    first = [
+        event("a", "property_view", "0001-01-01T00:00:00Z", "L1", "s1"),
+        event("b", "lead_phone", "9999-12-31T23:59:59.999999Z", "L1", "s1"),
+    ]
+    early = write_jsonl(tmp_path / "exports" / "a.jsonl", first)
+    summary = store.run(early.parent)
+    assert (summary.events_accepted, summary.rejected) == (2, {})
+    late = write_jsonl(
+        tmp_path / "exports" / "b.jsonl",
+        [event("c", "lead_phone", "9999-12-31T23:10:00Z", "L1", "s2")],
+    )
+    again = store.run(early.parent)
+    assert (again.events_read, again.events_accepted) == (1, 1)
+    assert store.snapshot() == canonical(compute([early, late]))
+
+
 def test_long_ids_and_keys_are_stored_as_they_are(store, tmp_path):
     """Nothing in DESIGN.md bounds an id's length: a long listing, seeker, lister, uuid or share
     platform is stored whole on both stores, not a failed run."""
