@@ -253,8 +253,8 @@ def _jsonl_batches(path: Path) -> Iterator[list[Any]]:
             try:
                 if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
                     raise ValueError("a line longer than leadflow reads as an event")
-                record = json.loads(line)
-            except ValueError:  # also UnicodeDecodeError
+                record = _json_text(line)
+            except ValueError:  # also UnicodeDecodeError and UnicodeEncodeError
                 record = MALFORMED
             if not isinstance(record, dict):
                 record = MALFORMED
@@ -348,11 +348,21 @@ def _properties(value: Any) -> dict[str, Any] | None:
         return value
     if isinstance(value, str | bytes):
         try:
-            parsed = json.loads(value)
+            parsed = _json_text(value)
         except ValueError:
             return None
         return parsed if isinstance(parsed, dict) else None
     return None
+
+
+def _json_text(text: str | bytes) -> Any:
+    """JSON text as json.loads reads it, except that a string escaping half a surrogate pair
+    (`"\\ud800"` alone) is not text and raises ValueError, as JSON readers that keep strings
+    as UTF-8 refuse it."""
+    parsed = json.loads(text)
+    if (b"\\u" if isinstance(text, bytes) else "\\u") in text:
+        json.dumps(parsed, ensure_ascii=False).encode()  # UnicodeEncodeError is a ValueError
+    return parsed
 
 
 def parse_timestamp(value: Any) -> datetime | None:

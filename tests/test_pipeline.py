@@ -359,6 +359,21 @@ def test_events_at_the_first_and_last_hours_a_time_can_hold(store, tmp_path):
     assert store.snapshot() == canonical(compute([early, late]))
 
 
+def test_half_a_surrogate_pair_is_not_text(store, tmp_path):
+    """JSON may escape half a UTF-16 surrogate pair (`"\\ud800"` alone), which is no text a
+    store can hold: such a line is malformed, while an escaped pair is the character it spells."""
+    line = (
+        '{"uuid": "%s", "event": "lead_phone", "timestamp": "2025-05-01T10:00:00Z", '
+        '"properties": {"listing_id": "%s", "seeker_id": "s"}}'
+    )
+    lone, pair = line % ("a", "L\\ud800"), line % ("b", "L\\ud83d\\ude00")
+    path = write_jsonl(tmp_path / "e.jsonl", [lone, pair])
+    summary = store.run(path)
+    assert summary.rejected == {"malformed_json": 1} and summary.events_accepted == 1
+    assert store.snapshot() == canonical(compute([path]))
+    assert store.rows("listing_analytics")[0]["listing_id"] == "L\U0001f600"
+
+
 def test_long_ids_and_keys_are_stored_as_they_are(store, tmp_path):
     """Nothing in DESIGN.md bounds an id's length: a long listing, seeker, lister, uuid or share
     platform is stored whole on both stores, not a failed run."""
