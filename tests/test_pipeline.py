@@ -168,6 +168,58 @@ def test_a_truncated_brotli_file_is_a_clear_source_error(store, tmp_path):
     assert store.rows("listing_analytics") == []
 
 
+@pytest.mark.parametrize(
+    "encoding", ["binary", "uuid_bytes", "uuid_logical", "large_string", "time_units"]
+)
+def test_parquet_columns_of_other_types_are_read_as_documented(store, tmp_path, encoding):
+    """Text columns as binary (UTF-8 inside, or not), uuids as 16 bytes or Parquet's UUID type,
+    large strings, times in other units and zones: as docs/events.md reads them."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 4
+    props = [
+        json.dumps({"listing_id": "L1", "seeker_id": f"s{i}", "platform": "café"}) for i in range(n)
+    ]
+    columns: dict[str, pa.Array] = {
+        "uuid": pa.array([f"u{i}" for i in range(n)]),
+        "event": pa.array(["lead_phone", "property_view", "listing_share", "lead_message"]),
+        "distinct_id": pa.array([f"d{i}" for i in range(n)]),
+        "properties": pa.array(props),
+        "timestamp": pa.array(
+            [1_746_093_600_000_000 + i * 1_234_567_891 for i in range(n)], pa.int64()
+        ).cast(pa.timestamp("us", tz="UTC")),
+    }
+    if encoding == "binary":
+        for name in ("event", "distinct_id", "properties"):
+            values = [v.encode() for v in columns[name].to_pylist()]
+            values[1] = b"\xff\xfe" if name != "event" else values[1]  # not UTF-8
+            columns[name] = pa.array(values, pa.binary())
+    elif encoding == "uuid_bytes":
+        columns["uuid"] = pa.array([uuid.UUID(int=i + 1).bytes for i in range(n)], pa.binary(16))
+    elif encoding == "uuid_logical":
+        columns["uuid"] = pa.array([uuid.UUID(int=i + 1).bytes for i in range(n)], pa.uuid())
+    elif encoding == "large_string":
+        columns = {
+            k: v.cast(pa.large_string()) if k != "timestamp" else v for k, v in columns.items()
+        }
+    else:
+        stamps = columns["timestamp"].cast(pa.int64()).to_pylist()
+        columns["timestamp"] = pa.array([t * 1000 for t in stamps], pa.int64()).cast(
+            pa.timestamp("ns", tz="Europe/Paris")
+        )
+    path = tmp_path / "events.parquet"
+    pq.write_table(pa.table(columns), path)
+    summary = store.run(path)
+    assert summary.events_read == n
+    assert store.snapshot() == canonical(compute([path]))
+    if encoding.startswith("uuid"):
+        uuids = [a[0] for g in store.snapshot()["lead_groups"] for a in g[3]]
+        assert uuids[0] == "00000000-0000-0000-0000-000000000001"
+
+
 def test_parquet_missing_optional_columns_and_extra_columns(store, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -233,8 +233,26 @@ def _ts_expr(column: str, dtype: str | None) -> str:
     return "CAST(NULL AS TIMESTAMP)"
 
 
-def _text_expr(column: str, dtype: str | None) -> str:
-    return "CAST(NULL AS VARCHAR)" if dtype is None else f"CAST({column} AS VARCHAR)"
+_INTEGER_TYPES = ("BIGINT", "UBIGINT", "INTEGER", "HUGEINT")
+
+
+def _text_expr(column: str, dtype: str | None, integers: bool = True) -> str:
+    """A Parquet column read as text: strings as they are, integers in decimal (`integers`),
+    binary as the UTF-8 text it holds (NULL when it holds none), 16 fixed bytes as the UUID they
+    spell; NULL for any other type (docs/events.md)."""
+    upper = (dtype or "").upper()
+    if upper in ("VARCHAR", "JSON", "UUID", "EXTENSION<ARROW.UUID>") or (
+        integers and upper in _INTEGER_TYPES
+    ):
+        return f"CAST({column} AS VARCHAR)"
+    if upper == "BLOB":
+        return f"TRY(decode({column}))"
+    if upper == "FIXED_SIZE_BINARY[16]":
+        return (
+            f"regexp_replace(lower(hex({column})), "
+            "'^(.{8})(.{4})(.{4})(.{4})(.{12})$', '\\1-\\2-\\3-\\4-\\5')"
+        )
+    return "CAST(NULL AS VARCHAR)"
 
 
 def _parquet_sql(files: Sequence[tuple[int, ExportFile]], types: dict[str, str]) -> str:
@@ -243,15 +261,17 @@ def _parquet_sql(files: Sequence[tuple[int, ExportFile]], types: dict[str, str])
     props_type = types.get("properties")
     if props_type is None:
         props, props_bad = "CAST(NULL AS VARCHAR)", "false"
-    elif props_type.upper() in ("VARCHAR", "JSON", "BLOB"):
+    elif props_type.upper() in ("VARCHAR", "JSON"):
         props, props_bad = 'CAST("properties" AS VARCHAR)', "false"
+    elif props_type.upper() == "BLOB":  # JSON text as bytes: unusable unless UTF-8
+        props = 'TRY(decode("properties"))'
+        props_bad = f'"properties" IS NOT NULL AND {props} IS NULL'
+
     elif props_type.upper().startswith(("STRUCT", "MAP")):
         props, props_bad = 'CAST(to_json("properties") AS VARCHAR)', "false"
     else:
         props, props_bad = "CAST(NULL AS VARCHAR)", '"properties" IS NOT NULL'
-    event = (
-        '"event"' if (types.get("event") or "").upper() == "VARCHAR" else "CAST(NULL AS VARCHAR)"
-    )
+    event = _text_expr('"event"', types.get("event"), integers=False)
     return f"""
 SELECT ids.file_id, false AS malformed,
     {_text_expr('"uuid"', types.get("uuid"))} AS uuid,
