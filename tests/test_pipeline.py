@@ -462,6 +462,9 @@ def test_edge_cases_agree_with_the_independent_reading(
         event("p11", "listing_share", at(1), "L", "s1", platform=""),
         "\t ",
         event("p12", "lead_phone", at(1), 12345678901234, "s1", lister_id=7),
+        event("p13", "property_view", "2025-05-01T24:00:00Z", "L", "s1"),  # no hour 24
+        event("p14", "property_view", "2025-05-01T10:00:00+0530", "L", "s1"),
+        event("p15", "property_view", "2025-02-29T10:00:00Z", "L", "s1"),  # no such day
     ]
     path = write_jsonl(tmp_path / "edges.jsonl", lines)
     summary = store.run(path)

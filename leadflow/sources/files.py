@@ -206,8 +206,11 @@ FROM (
 """
 
 
-# ISO-8601's extended form: a date, optionally a time, optionally Z or an offset (no zone names).
-_ISO_8601 = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?"
+# ISO-8601's extended form: a date, optionally a time (hours 00 to 23: no 24:00), optionally Z or
+# an offset (no zone names).
+_ISO_8601 = (
+    r"\d{4}-\d{2}-\d{2}([T ]([01]\d|2[0-3]):\d{2}(:\d{2}(\.\d+)?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?"
+)
 
 
 def _iso_timestamp(text: str) -> str:
