@@ -301,7 +301,10 @@ JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.file_path
 
 
 def _duckdb_type(arrow_type: pa.DataType) -> str:
-    """The name of the DuckDB type a Parquet column of this Arrow type is read as."""
+    """The name of the DuckDB type a Parquet column of this Arrow type is read as (a dictionary
+    column, as pandas' categoricals are written, by its values' type)."""
+    if pa.types.is_dictionary(arrow_type):
+        return _duckdb_type(arrow_type.value_type)
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
     if pa.types.is_date(arrow_type):
@@ -310,7 +313,11 @@ def _duckdb_type(arrow_type: pa.DataType) -> str:
         return "BIGINT"
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "VARCHAR"
+    if pa.types.is_string_view(arrow_type):
+        return "VARCHAR"
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "BLOB"
+    if pa.types.is_binary_view(arrow_type):
         return "BLOB"
     if pa.types.is_struct(arrow_type):
         return "STRUCT"
