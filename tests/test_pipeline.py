@@ -344,6 +344,20 @@ def test_long_windows_are_written_in_slices_each_committed(store, tmp_path):
     assert store.snapshot() == canonical(compute([tmp_path / "long.jsonl"]))
 
 
+def test_paths_with_spaces_quotes_and_glob_characters_are_read(store, tmp_path):
+    """A folder or file that exists is read as itself, whatever characters its name holds."""
+    folder = tmp_path / "exports [old] it's"
+    files = [
+        write_jsonl(folder / "a b's.jsonl", [event("a", "lead_phone", at(1), "L1", "s1")]),
+        write_parquet(folder / "ev[1].parquet", [event("b", "property_view", at(2), "L1", "s2")]),
+        write_jsonl(folder / "q?*.jsonl.gz", [event("c", "lead_message", at(3), "L2", "s1")]),
+    ]
+    summary = store.run(folder)
+    assert (summary.files_read, summary.events_read, summary.rejected) == (3, 3, {})
+    assert store.snapshot() == canonical(compute(files))
+    assert store.run(files[1]).events_read == 0  # one of them named alone: already read
+
+
 def test_missing_path_is_a_clear_source_error(store, tmp_path):
     with pytest.raises(SourceError, match="no such file or folder"):
         store.run(tmp_path / "nope.jsonl")

@@ -72,7 +72,8 @@ def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
 
     `skipped` (when given) receives the paths of the other files the folder or glob holds, not
     named as export files (manifests and hidden files aside), for the run to report."""
-    if any(ch in spec for ch in "*?["):
+    # A path that exists is itself, even with glob characters in its name ('exports [old]').
+    if not os.path.exists(spec) and any(ch in spec for ch in "*?["):
         candidates = sorted(glob.glob(spec, recursive=True))
         if not candidates:
             raise SourceError(f"no files match {spec!r}")
