@@ -244,14 +244,21 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
+def _lines(stream: Iterable[bytes]) -> Iterator[bytes]:
+    """A file's lines as text reading splits them (universal newlines): a line ends at a line
+    feed, a carriage return and line feed, or a lone carriage return (old Mac line ends)."""
+    for chunk in stream:
+        yield from chunk.splitlines()
+
+
 def _jsonl_batches(path: Path) -> Iterator[list[Any]]:
     batch: list[Any] = []
-    with _open_binary(path) as lines:
-        for line in lines:
+    with _open_binary(path) as stream:
+        for line in _lines(stream):
             if not line.strip():
                 continue
             try:
-                if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                if len(line) > MAX_LINE_BYTES:
                     raise ValueError("a line longer than leadflow reads as an event")
                 record = _json_text(line)
             except ValueError:  # also UnicodeDecodeError and UnicodeEncodeError

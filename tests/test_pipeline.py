@@ -445,6 +445,22 @@ def test_half_a_surrogate_pair_is_not_text(store, tmp_path):
     assert store.rows("listing_analytics")[0]["listing_id"] == "L\U0001f600"
 
 
+@split_or_not
+def test_jsonl_lines_end_at_any_line_end(store, tmp_path, monkeypatch, split_max_bytes):
+    """A line ends at a line feed, a carriage return and line feed, or a lone carriage return
+    (old Mac line ends), in one file mixing them too."""
+    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+    lines = [json.dumps(event(f"e{i}", "lead_phone", at(i), "L1", f"s{i % 3}")) for i in range(6)]
+    more = [json.dumps(event(f"m{i}", "property_view", at(i), "L2", f"s{i}")) for i in range(6)]
+    mixed = lines[0] + "\r\n" + lines[1] + "\r" + lines[2] + "\n\r\n" + "\r".join(lines[3:]) + "\r"
+    paths = [tmp_path / "mixed.jsonl", tmp_path / "mac.jsonl.gz"]
+    paths[0].write_bytes(mixed.encode())
+    paths[1].write_bytes(gzip.compress(("\r".join(more) + "\r").encode()))
+    summary = store.run(tmp_path)
+    assert (summary.events_read, summary.rejected) == (12, {})
+    assert store.snapshot() == canonical(compute(paths))
+
+
 def test_long_ids_and_keys_are_stored_as_they_are(store, tmp_path):
     """Nothing in DESIGN.md bounds an id's length: a long listing, seeker, lister, uuid or share
     platform is stored whole on both stores, not a failed run."""

@@ -195,8 +195,12 @@ FROM (
             CASE WHEN json_valid(line) THEN
                 CASE WHEN json_type(line) = 'OBJECT' THEN CAST(line AS JSON) END
             END AS doc
+        -- new_line '\\n': a line ends at \\n, \\r\\n or a lone \\r (the empty lines between
+        -- \\r and \\n are skipped below). Left to detect it from the first line, DuckDB drops
+        -- the first character after a lone \\r in a file whose first line ends in \\r\\n.
         FROM read_csv({paths}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\\0',
-                      quote = '', escape = '', auto_detect = false, strict_mode = false,
+                      quote = '', escape = '', new_line = '\\n', auto_detect = false,
+                      strict_mode = false,
                       compression = '{compression}', filename = true,
                       max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES},
                       ignore_errors = true{kept})
