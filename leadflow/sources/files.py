@@ -93,16 +93,16 @@ def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
         candidates = [spec]
     else:
         raise SourceError(f"{spec}: no such file or folder")
-    files = [f for f in (_export_file(p) for p in candidates if os.path.isfile(p)) if f]
-    if skipped is not None:
-        skipped.extend(
-            p
-            for p in candidates
-            if os.path.isfile(p)
-            and file_format(p) is None
-            and not os.path.basename(p).lower().endswith(MANIFEST)
-            and not os.path.basename(p).startswith(".")
-        )
+    files: list[ExportFile] = []
+    for p in candidates:
+        if not os.path.isfile(p):
+            continue
+        found = _export_file(p)
+        if found is not None:
+            files.append(found)
+        elif skipped is not None and not os.path.basename(p).startswith("."):
+            if not os.path.basename(p).lower().endswith(MANIFEST):
+                skipped.append(p)
     return sorted(files, key=lambda f: f.path)
 
 
@@ -148,6 +148,11 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _file_ids(files: Sequence[tuple[int, ExportFile]]) -> str:
+    """The rows of a VALUES list of (file_id, path) that joins a reader's file names to ids."""
+    return ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files) or "(NULL, NULL)"
+
+
 def _file_list(paths: Iterable[str]) -> str:
     return "[" + ", ".join(_quote(p) for p in paths) + "]"
 
@@ -173,7 +178,6 @@ def _jsonl_sql(
         if rejects
         else ""
     )
-    ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
     return f"""
 SELECT file_id, doc IS NULL AS malformed,
     CASE WHEN json_type(j[1]) IN {_ID_TYPES} THEN j[1] ->> '$' END AS uuid,
@@ -206,7 +210,7 @@ FROM (
                       ignore_errors = true{kept})
         WHERE line IS NOT NULL AND trim(line, ' \t\r') <> ''
     ) AS lines
-    JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.filename
+    JOIN (VALUES {_file_ids(files)}) AS ids(file_id, path) ON ids.path = lines.filename
 ) AS docs
 """
 
@@ -265,7 +269,6 @@ def _text_expr(column: str, dtype: str | None, integers: bool = True) -> str:
 
 def _parquet_sql(files: Sequence[tuple[int, ExportFile]], types: dict[str, str]) -> str:
     paths = _file_list(f.path for _, f in files)
-    ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files)
     props_type = types.get("properties")
     if props_type is None:
         props, props_bad = "CAST(NULL AS VARCHAR)", "false"
@@ -289,19 +292,18 @@ SELECT ids.file_id, false AS malformed,
     {props_bad} AS props_bad,
     {_ts_expr('"timestamp"', types.get("timestamp"))} AS ts
 FROM read_parquet({paths}, filename = true) AS rows
-JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = rows.filename
+JOIN (VALUES {_file_ids(files)}) AS ids(file_id, path) ON ids.path = rows.filename
 """
 
 
 def unreadable_lines_sql(files: Sequence[tuple[int, ExportFile]], rejects: str) -> str:
     """(file_id) per JSONL line of `files` that raw_events_sql(…, rejects) left out, once each
     (run it only if DuckDB created the table `rejects`: it does on the first such line)."""
-    ids = ", ".join(f"({fid}, {_quote(f.path)})" for fid, f in files) or "(NULL, NULL)"
     return f"""
 SELECT ids.file_id
 FROM (SELECT DISTINCT s.file_path, e.line
       FROM {rejects} e JOIN {rejects}_scans s USING (scan_id, file_id)) AS lines
-JOIN (VALUES {ids}) AS ids(file_id, path) ON ids.path = lines.file_path
+JOIN (VALUES {_file_ids(files)}) AS ids(file_id, path) ON ids.path = lines.file_path
 """
 
 
