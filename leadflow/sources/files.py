@@ -100,10 +100,15 @@ def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
         found = _export_file(p)
         if found is not None:
             files.append(found)
-        elif skipped is not None and not os.path.basename(p).startswith("."):
-            if not os.path.basename(p).lower().endswith(MANIFEST):
-                skipped.append(p)
+        elif skipped is not None and not _unlisted(os.path.basename(p)):
+            skipped.append(p)
     return sorted(files, key=lambda f: f.path)
+
+
+def _unlisted(name: str) -> bool:
+    """A file a folder may hold that is no export file and worth no warning: a hidden file or
+    an export's manifest."""
+    return name.startswith(".") or name.lower().endswith(MANIFEST)
 
 
 def discover_all(specs: Sequence[str], skipped: list[str] | None = None) -> list[ExportFile]:
