@@ -64,8 +64,8 @@ def random_events(
             if value is not None:
                 props[key] = value
         listing = rnd.choice(LISTINGS)
-        lister = LISTERS.get(str(listing)) if isinstance(listing, str | int) else None
-        if lister and rnd.random() < 0.5:
+        lister = rnd.choice(LISTERS)
+        if lister is not None:
             props["lister_id"] = lister
         seeker = rnd.choice(["s1", "s2", "s3", "s4", None, ""])
         created = at + timedelta(seconds=rnd.randrange(1, 120))

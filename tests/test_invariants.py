@@ -43,12 +43,13 @@ def raw_event(draw: st.DrawFn, index: int) -> dict[str, Any] | str:
         ("appointment_type", [None, "video", "in_person"]),
         ("platform", [None, "whatsapp", "x"]),
         ("action", [None, None, "remove"]),
+        ("lister_type", [None, "agent", "developer"]),
     ):
         value = draw(st.sampled_from(values))
         if value is not None:
             props[key] = value
-    lister = LISTERS.get(str(listing)) if isinstance(listing, str | int) else None
-    if lister and draw(st.booleans()):
+    lister = draw(st.sampled_from(LISTERS))
+    if lister is not None:
         props["lister_id"] = lister
     seeker = draw(st.sampled_from(["s1", "s2", "s3", "s4", None]))
     timestamp: datetime | str = at if draw(st.integers(0, 30)) else "not a time"

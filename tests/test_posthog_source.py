@@ -171,7 +171,7 @@ FAULTS = {
     "500s": Fault("error", match="metrics", after=2, times=3),
     "dropped connections": Fault("drop", match="lead events", after=1, times=2),
     "slow answers": Fault("slow", delay=3.0, match="metrics", after=1, times=2),
-    "execution time limit": Fault("timeout", match="metrics", after=1, times=3),
+    "execution time limit": Fault("timeout", match="metrics", after=1, times=2),
     "a cached answer": Fault("cached", match="census"),
 }
 

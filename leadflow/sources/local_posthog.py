@@ -96,6 +96,7 @@ HOGQL_FUNCTIONS = frozenset(
         "now64",
         "today",
         "dateDiff",
+        "formatDateTime",
         "JSONExtractRaw",
         "JSONExtractString",
         "JSONExtractInt",

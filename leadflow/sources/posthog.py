@@ -31,6 +31,7 @@ from leadflow.events import Kind, Taxonomy
 from leadflow.sources import hogql
 from leadflow.sources.hogql import Query, parse_time
 from leadflow.store.schema import HOURLY_COUNTERS
+from leadflow.transform.metrics import LISTER_COLUMNS
 
 log = logging.getLogger("leadflow.posthog")
 
@@ -402,9 +403,7 @@ SEEKERS_SCHEMA = pa.schema(
 SEEKERS_SCHEMA = pa.schema(
     [("listing_id", pa.string()), ("kind", pa.string()), ("seeker_id", pa.string())]
 )
-LISTERS_SCHEMA = pa.schema(
-    [("listing_id", pa.string()), ("lister_id", pa.string()), ("lister_type", pa.string())]
-)
+LISTERS_SCHEMA = pa.schema([(name, pa.string()) for name in LISTER_COLUMNS])
 LEAD_EVENTS_SCHEMA = pa.schema(
     [
         ("uuid", pa.string()),
@@ -586,11 +585,11 @@ class PostHogReader:
             metrics_rows.extend(rows)
             breakdown_rows.extend(more)
         index = {name: i for i, name in enumerate(metrics_columns)}
-        # Seekers are the union of the hours'; a listing's lister is the one its latest hour
-        # names (hours are disjoint spans of event time, so that is its latest event naming one).
+        # Seekers are the union of the hours'; a listing's lister is the one named by the hour
+        # whose naming event is the latest (LISTER_COLUMNS).
         seekers: set[tuple[str, str, str]] = set()
         hour_seekers: list[list[Any]] = []
-        listers: dict[str, list[Any]] = {}
+        listers: dict[str, list[Any]] = {}  # listing → lister_id, lister_type and their keys
         for row in sorted(metrics_rows, key=lambda r: (r[index["date"]], r[index["hour"]])):
             listing = row[index["listing_id"]]
             viewers = sorted(set(row[index["viewers"]] or ()))
@@ -609,10 +608,11 @@ class PostHogReader:
                         _json(lead_seekers),
                     ]
                 )
-            known = listers.setdefault(listing, [None, None])
+            known = listers.setdefault(listing, [None, None, None, None])
             for i, name in enumerate(("lister_id", "lister_type")):
-                if row[index[name]] is not None:
-                    known[i] = row[index[name]]
+                key = row[index[f"{name}_key"]]
+                if key is not None and (known[i + 2] is None or key > known[i + 2]):
+                    known[i], known[i + 2] = row[index[name]], key
         ordered = sorted(seekers)
         names = sorted(listers)
         return SliceRows(
@@ -628,11 +628,8 @@ class PostHogReader:
                 schema=SEEKERS_SCHEMA,
             ),
             pa.Table.from_arrays(
-                [
-                    pa.array(names, pa.string()),
-                    pa.array([listers[n][0] for n in names], pa.string()),
-                    pa.array([listers[n][1] for n in names], pa.string()),
-                ],
+                [pa.array(names, pa.string())]
+                + [pa.array([listers[n][i] for n in names], pa.string()) for i in range(4)],
                 schema=LISTERS_SCHEMA,
             ),
         )

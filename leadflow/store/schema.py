@@ -169,6 +169,20 @@ listing_hour_seekers = Table(
     sqlite_with_rowid=False,
 )
 
+# Per listing, the lister named by its latest event that names one, with that event's time and
+# uuid as sortable text (`Dialect.latest_key`): a run whose events are older (a late file) then
+# leaves a newer lister in place, so that listings' lister_id and lister_type do not depend on
+# the order in which events arrive.
+listing_listers = Table(
+    "listing_listers",
+    metadata,
+    Column("listing_id", _event_text(128), primary_key=True),
+    Column("lister_id", _event_text(128)),
+    Column("lister_type", _event_text(32)),
+    Column("lister_id_key", Text),
+    Column("lister_type_key", Text),
+)
+
 LEADS_BREAKDOWN_KEYS: tuple[str, ...] = tuple(channel.name for channel in CHANNELS)
 
 listings = Table(

@@ -41,6 +41,7 @@ from leadflow.store.schema import (
     listing_analytics,
     listing_analytics_breakdown,
     listing_hour_seekers,
+    listing_listers,
     listing_seekers,
 )
 from leadflow.store.schema import listings as listings_table
@@ -121,11 +122,13 @@ class SliceWriter:
     """
 
     # The driver's placeholders (a value, a JSON document, a date as 'YYYY-MM-DD'), and whether
-    # it takes a timestamp column's value as text.
+    # it takes a timestamp column's value as text; how a comparison of text goes byte by byte
+    # (SQLite's default collation does).
     _placeholder = "?"
     _json_placeholder = "?"
     _date = "?"
     _times_as_text = True
+    _bytewise = ""
 
     def __new__(cls, conn: Connection, *_args: Any, **_kwargs: Any) -> SliceWriter:
         if cls is SliceWriter and conn.dialect.name == "postgresql":
@@ -503,9 +506,12 @@ class SliceWriter:
         has not computed yet) is recomputed from all its hours.
         """
         self._temp_table(
-            "lf_touched_listings", "listing_id TEXT PRIMARY KEY, lister_id TEXT, lister_type TEXT"
+            "lf_touched_listings",
+            "listing_id TEXT PRIMARY KEY, lister_id TEXT, lister_type TEXT, "
+            "lister_id_key TEXT, lister_type_key TEXT",
         )
         self._stage_listers(listers)
+        self._keep_latest_listers()
         if self._changing:
             self._execute(self._update_kept_sql(), (self._now_value,))
             self._rewrite_breakdowns()
@@ -517,8 +523,27 @@ class SliceWriter:
         return int(listers.num_rows)
 
     def _stage_listers(self, listers: pa.Table) -> None:
-        self._append_arrow(
-            "lf_touched_listings", listers.select(["listing_id", "lister_id", "lister_type"])
+        self._append_arrow("lf_touched_listings", listers.select(listing_listers.c.keys()))
+
+    def _keep_latest_listers(self) -> None:
+        """Per touched listing, of the lister the slice names and the one stored, keep the one
+        named by the later event (listing_listers), in lf_touched_listings and in the store."""
+        t, c = "lf_touched_listings", self._bytewise
+        for name in ("lister_id", "lister_type"):
+            key = f"{name}_key"
+            self._execute(
+                f"UPDATE {t} SET {name} = s.{name}, {key} = s.{key} "
+                f"FROM {listing_listers.name} s "
+                f"WHERE s.listing_id = {t}.listing_id AND s.{key} IS NOT NULL "
+                f"AND ({t}.{key} IS NULL OR s.{key}{c} > {t}.{key}{c})"
+            )
+        names = listing_listers.c.keys()
+        columns = ", ".join(names)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        self._execute(
+            f"INSERT INTO {listing_listers.name} ({columns}) SELECT {columns} FROM {t} "
+            "WHERE lister_id_key IS NOT NULL OR lister_type_key IS NOT NULL "
+            f"ON CONFLICT (listing_id) DO UPDATE SET {updates}"
         )
 
     def _recompute_listings(self) -> None:
@@ -611,6 +636,7 @@ class PostgresSliceWriter(SliceWriter):
     """
 
     _placeholder = "%s"
+    _bytewise = ' COLLATE "C"'
     _json_placeholder = "CAST(%s AS jsonb)"
     _date = "CAST(%s AS date)"
     _times_as_text = False

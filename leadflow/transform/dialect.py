@@ -81,6 +81,11 @@ class Dialect:
         """The distinct values of `expr` among rows satisfying `condition`, as an array."""
         raise NotImplementedError
 
+    def latest_key(self, condition: str) -> str:
+        """The event time and uuid of the latest event satisfying `condition` (by time, then
+        uuid), as text that sorts as they do: `2026-11-20T10:00:00.000000 <uuid>`."""
+        raise NotImplementedError
+
     def date_of(self, hour_ts: str) -> str:
         raise NotImplementedError
 
@@ -147,6 +152,11 @@ class DuckDBDialect(Dialect):
     def distinct_list(self, expr: str, condition: str) -> str:
         return f"coalesce(list(DISTINCT {expr}) FILTER (WHERE {condition}), [])"
 
+    def latest_key(self, condition: str) -> str:
+        # The text is made once per group, from the greatest (time, uuid), not once per event.
+        latest = f"max({{'ts': ts, 'uuid': uuid}}) FILTER (WHERE {condition})"
+        return f"strftime(({latest}).ts, '%Y-%m-%dT%H:%M:%S.%f') || ' ' || ({latest}).uuid"
+
     def date_of(self, hour_ts: str) -> str:
         return f"CAST({hour_ts} AS DATE)"
 
@@ -204,6 +214,11 @@ class HogQLDialect(Dialect):
 
     def distinct_list(self, expr: str, condition: str) -> str:
         return f"groupUniqArrayIf({expr}, {condition})"
+
+    def latest_key(self, condition: str) -> str:
+        # The times have a fixed width, so the greatest text is the latest (time, uuid).
+        key = "concat(formatDateTime(ts, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), ' ', toString(uuid))"
+        return f"nullIf(maxIf({key}, {condition}), '')"
 
     def date_of(self, hour_ts: str) -> str:
         return f"toDate({hour_ts})"

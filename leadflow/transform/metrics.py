@@ -32,7 +32,24 @@ METRICS_COLUMNS: tuple[str, ...] = (
 BREAKDOWN_COLUMNS: tuple[str, ...] = ("listing_id", "date", "hour", "dimension", "key", "count")
 
 # hourly_metrics_sql's further columns with `identities`.
-IDENTITY_COLUMNS: tuple[str, ...] = ("viewers", "lead_seekers", "lister_id", "lister_type")
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "viewers",
+    "lead_seekers",
+    "lister_id",
+    "lister_type",
+    "lister_id_key",
+    "lister_type_key",
+)
+
+# The columns of listing_listers_sql: per listing, the lister its latest event names, and that
+# event's `Dialect.latest_key`, by which a later run tells whether its lister is newer.
+LISTER_COLUMNS: tuple[str, ...] = (
+    "listing_id",
+    "lister_id",
+    "lister_type",
+    "lister_id_key",
+    "lister_type_key",
+)
 
 
 def _channels_of(counter: str, taxonomy: Taxonomy, dialect: Dialect) -> str:
@@ -76,7 +93,7 @@ def hourly_metrics_sql(
         lead_seekers = d.distinct_list("seeker_id", only(f"kind = '{Kind.LEAD}'"))
         extra = (
             f",\n    {viewers} AS viewers,\n    {lead_seekers} AS lead_seekers,"
-            f"\n    {_lister_columns(d, accepted)}"
+            f"\n    {_lister_columns(d, accepted, events)}"
         )
     having = "" if accepted is None else f"\nHAVING {d.count_events(accepted)} > 0"
     order = "\nORDER BY listing_id, hour_ts" if ordered else ""
@@ -233,19 +250,24 @@ ORDER BY listing_id, kind, seeker_id
 """
 
 
-def _lister_columns(dialect: Dialect, accepted: str | None = None) -> str:
-    """Per listing, the lister named by its most recent event that names one."""
+def _lister_columns(dialect: Dialect, accepted: str | None = None, source: str = "") -> str:
+    """Per listing, the lister named by its most recent event that names one, and that event's
+    key (LISTER_COLUMNS after listing_id).
+
+    `source`: the relation's name, to qualify the columns the keys' conditions read (ClickHouse
+    would take `lister_id` there for the aggregate this SELECT names so)."""
     d = dialect
     only = "" if accepted is None else f"{accepted} AND "
-    return (
-        f"{d.arg_max('lister_id', '(ts, uuid)', only + 'lister_id IS NOT NULL')} AS lister_id,\n"
-        f"       {d.arg_max('lister_type', '(ts, uuid)', only + 'lister_type IS NOT NULL')}"
-        " AS lister_type"
+    column = f"{source}." if source else ""
+    names = ("lister_id", "lister_type")
+    return ",\n       ".join(
+        [f"{d.arg_max(n, '(ts, uuid)', f'{only}{n} IS NOT NULL')} AS {n}" for n in names]
+        + [f"{d.latest_key(f'{only}{column}{n} IS NOT NULL')} AS {n}_key" for n in names]
     )
 
 
 def listing_listers_sql(events: str, dialect: Dialect = DUCKDB) -> str:
-    """Per listing, the lister named by its most recent event that names one."""
+    """Per listing, the lister named by its most recent event that names one (LISTER_COLUMNS)."""
     return f"""
 SELECT listing_id,
        {_lister_columns(dialect)}
