@@ -38,9 +38,9 @@ Interpretations, where docs/events.md leaves room:
 - `duplicate`: a uuid equal to an already *accepted* event's; a rejected event does not reserve
   its uuid, and the first accepted occurrence in file-then-row order wins.
 - Timestamps: a string must be ISO-8601 in the extended calendar form
-  `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[[:]MM]]` (date-only is midnight; no zone is
-  UTC; fraction digits past the 6th are truncated; no surrounding spaces, no zone names, no
-  basic `20250501T…` form); numbers are microseconds since the epoch (floats truncated toward
+  `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[[:]MM]]`, offsets up to 23:59 (date-only is
+  midnight; no zone is UTC; fraction digits past the 6th are truncated; no surrounding spaces,
+  no zone names, no basic `20250501T…` form); numbers are microseconds since the epoch (floats truncated toward
   zero, booleans rejected); Parquet timestamp columns of any unit become microseconds
   (nanoseconds floored), naive ones read as UTC. Times outside years 1 to 9999 are
   `bad_timestamp`.
@@ -116,7 +116,8 @@ UNKNOWN_PLATFORM = "unknown"
 
 # The ISO-8601 spellings accepted for an event time (see the module docstring).
 ISO_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?",
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?)?",
     re.ASCII,
 )
 

@@ -9,6 +9,8 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bench.baseline import canonical, compute
@@ -109,6 +111,34 @@ def test_jsonl_plain_and_compressed_give_the_same_tables(store, tmp_path, name):
     path = write_jsonl(tmp_path / name, events)
     store.run(path)
     assert store.snapshot() == canonical(compute([path]))
+
+
+@split_or_not
+@pytest.mark.parametrize("zone", [None, "UTC"])
+def test_parquet_nanosecond_times_are_floored_to_the_microsecond(
+    store, tmp_path, monkeypatch, split_max_bytes, zone
+):
+    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+    events = [
+        event("a", "property_view", at(59), "L", "s1"),
+        event("b", "lead_phone", at(59), "L", "s2"),
+        event("c", "property_view", at(59), "L", "s3"),
+    ]
+    path = write_parquet(tmp_path / "ns.parquet", events)
+    table = pq.read_table(path)
+    last_nanosecond = int((T0 + timedelta(hours=1)).timestamp()) * 10**9 - 1
+    before_epoch = -1_500  # 1969-12-31T23:59:59.9999985Z
+    times = pa.array([last_nanosecond, last_nanosecond, before_epoch], pa.int64())
+    column = times.cast(pa.timestamp("ns", tz=zone))
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("timestamp"), "timestamp", column), path
+    )
+    store.run(path)
+    assert store.snapshot() == canonical(compute([path]))
+    hours = sorted((str(r["date"]), r["hour"]) for r in store.rows("listing_analytics"))
+    assert hours == [("1969-12-31", 23), ("2025-05-01", 10)]
+    (lead,) = store.rows("leads")
+    assert lead["lead_actions"][0]["timestamp"] == "2025-05-01T10:59:59.999999Z"
 
 
 @pytest.mark.parametrize("times", ["timestamp", "int", "string"])
@@ -500,6 +530,10 @@ def test_edge_cases_agree_with_the_independent_reading(
         event("p13", "property_view", "2025-05-01T24:00:00Z", "L", "s1"),  # no hour 24
         event("p14", "property_view", "2025-05-01T10:00:00+0530", "L", "s1"),
         event("p15", "property_view", "2025-02-29T10:00:00Z", "L", "s1"),  # no such day
+        event("p16", "property_view", "2025-05-01T10:00:00+24:00", "L", "s1"),  # a day: no
+        event("p17", "property_view", "2025-05-01T10:00:00+00:99", "L", "s1"),  # 99 minutes
+        event("p18", "property_view", "2025-05-01T10:00:00-23:59", "L", "s1"),
+        event("p19", "property_view", "0000-05-01T10:00:00Z", "L", "s1"),  # no year 0
     ]
     path = write_jsonl(tmp_path / "edges.jsonl", lines)
     summary = store.run(path)

@@ -220,10 +220,12 @@ FROM (
 """
 
 
-# ISO-8601's extended form: a date, optionally a time (hours 00 to 23: no 24:00), optionally Z or
-# an offset (no zone names).
+# ISO-8601's extended form: a date (years 0001 to 9999), optionally a time (hours 00 to 23: no
+# 24:00), optionally Z or an offset of less than a day (no zone names).
 _ISO_8601 = (
-    r"\d{4}-\d{2}-\d{2}([T ]([01]\d|2[0-3]):\d{2}(:\d{2}(\.\d+)?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?"
+    r"(000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-9]\d{3})-\d{2}-\d{2}"
+    r"([T ]([01]\d|2[0-3]):\d{2}(:\d{2}(\.\d+)?)?)?"
+    r"(Z|z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?"
 )
 
 
@@ -239,6 +241,11 @@ def _ts_expr(column: str, dtype: str | None) -> str:
     if dtype is None:
         return "CAST(NULL AS TIMESTAMP)"
     upper = dtype.upper()
+    if upper in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"):
+        # Nanoseconds floored to the microsecond (a cast would round 10:59:59.9999999 up into
+        # the next hour).
+        ns = f"epoch_ns({column})"
+        return f"make_timestamp(({ns} - ({ns} % 1000 + 1000) % 1000) // 1000)"
     if upper.startswith("TIMESTAMP") or upper == "DATE":
         return f"CAST({column} AS TIMESTAMP)"
     if upper in ("BIGINT", "UBIGINT", "INTEGER", "HUGEINT"):
@@ -318,7 +325,8 @@ def _duckdb_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_dictionary(arrow_type):
         return _duckdb_type(arrow_type.value_type)
     if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
+        name = "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+        return f"{name}_NS" if arrow_type.unit == "ns" else name
     if pa.types.is_date(arrow_type):
         return "DATE"
     if pa.types.is_integer(arrow_type):
