@@ -329,13 +329,25 @@ class FileRun:
             )
         fresh = f"SELECT * FROM batch WHERE {fresh_filter}"
         self._sql(f"CREATE TABLE touched_hours AS SELECT DISTINCT hour_ts FROM ({fresh})")
+        # A copy of an event delivered again may carry a slightly different time (PostHog
+        # corrects each delivery for the client's clock), which can put it in the hour next to
+        # its original's: the hours next to the touched ones are read too, to find duplicates.
+        self._sql(
+            """
+CREATE TABLE dedup_hours AS
+SELECT DISTINCT hour_ts + to_hours(step) AS hour_ts
+FROM touched_hours, (VALUES (-1), (0), (1)) AS steps(step)
+WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:00'
+"""
+        )
         hours = [
             row[0]
-            for row in self.con.execute("SELECT hour_ts FROM touched_hours ORDER BY 1").fetchall()
+            for row in self.con.execute("SELECT hour_ts FROM dedup_hours ORDER BY 1").fetchall()
         ]
 
-        # Old files whose event-time range covers a touched hour: their events of those hours
-        # take part in the recompute, and older copies of an event win over newer ones.
+        # Old files whose event-time range covers one of those hours: their events of the
+        # touched hours take part in the recompute, and older copies of an event win over newer
+        # ones (those of the hours next to them only the latter).
         context_files = [
             (len(batch_files) + i, f)
             for i, f in enumerate(
@@ -354,7 +366,7 @@ class FileRun:
             self._sql(
                 "CREATE TABLE context AS SELECT * FROM ("
                 + classify_sql(f"({raw_events_sql(self._readable(context_files))})", self.taxonomy)
-                + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM touched_hours)"
+                + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM dedup_hours)"
             )
         else:
             self._sql("CREATE TABLE context AS SELECT * FROM batch WHERE false")

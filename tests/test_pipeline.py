@@ -314,6 +314,47 @@ def test_late_events_in_a_new_file_recompute_their_old_hour(store, tmp_path):
     assert (listing["total_views"], listing["unique_views"]) == (3, 2)
 
 
+# A copy delivered again with its time corrected a little differently, across an hour boundary.
+ACROSS_AN_HOUR = {
+    "a view": [
+        [event("v", "property_view", at(59.9), "L", "s1")],
+        [event("v", "property_view", at(60.1), "L", "s1")],
+    ],
+    "a lead": [
+        [event("c", "lead_phone", at(59.9), "L", "s1")],
+        [event("c", "lead_phone", at(60.1), "L", "s1"), event("w", "property_view", at(61), "L")],
+    ],
+    "both copies in one file, then that hour again": [
+        [
+            event("v", "property_view", at(59.9), "L", "s1"),
+            event("v", "property_view", at(60.1), "L", "s1"),
+        ],
+        [event("w", "property_view", at(90), "L", "s2")],
+    ],
+}
+
+
+@pytest.mark.parametrize("case", ACROSS_AN_HOUR)
+def test_a_copy_in_the_next_hour_is_a_duplicate_in_any_split(make_store, tmp_path, case):
+    staged = [
+        write_jsonl(tmp_path / "staged" / f"{i}.jsonl", events)
+        for i, events in enumerate(ACROSS_AN_HOUR[case])
+    ]
+    expected = canonical(compute(staged))
+    single = make_store()
+    single.run(tmp_path / "staged")
+    assert single.snapshot() == expected
+
+    # The same files arriving one per run.
+    split = make_store()
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for path in staged:
+        shutil.copy(path, folder / path.name)
+        split.run(folder)
+    assert split.snapshot() == expected
+
+
 def test_recompute_opens_only_files_whose_time_range_covers_touched_hours(store, tmp_path):
     folder = tmp_path / "export"
     write_jsonl(
