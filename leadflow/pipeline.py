@@ -405,28 +405,27 @@ SELECT origin, row_id FROM (
                 f"WHERE rowid IN (SELECT row_id FROM losers WHERE origin = {origin})"
             )
         self._sql("DROP TABLE losers")
-        pair_filter = ""
         # Without files to resume every accepted event of the batch is fresh; else only those of
-        # the touched hours take part (an hour is recomputed from all its events).
+        # the (listing, hour) pairs its fresh events touch take part (an hour is recomputed from
+        # all its events), and so it is for the old files' events.
         batch_filter = "reject IS NULL"
-        if resume:
-            batch_filter += " AND hour_ts IN (SELECT hour_ts FROM touched_hours)"
         if context_files or resume:
             self._sql(
                 f"CREATE TABLE touched_pairs AS SELECT DISTINCT listing_id, hour_ts FROM ({fresh})"
             )
-            pair_filter = (
-                " AND (listing_id, hour_ts) IN (SELECT listing_id, hour_ts FROM touched_pairs)"
-            )
+            in_pairs = "(listing_id, hour_ts) IN (SELECT listing_id, hour_ts FROM touched_pairs)"
+            self._sql(f"DELETE FROM context WHERE reject IS NOT NULL OR NOT {in_pairs}")
+            if resume:
+                batch_filter += f" AND {in_pairs}"
         # The events the slices aggregate: a view, so that they are not copied; each slice's
         # queries read only the row groups of its hours (export files come roughly in time
         # order, and the batch keeps them so).
         self._sql(
             f"""
 CREATE VIEW events AS
-SELECT * EXCLUDE (reject) FROM context WHERE reject IS NULL{pair_filter}
+SELECT * EXCLUDE (reject) FROM context
 UNION ALL
-SELECT * EXCLUDE (reject) FROM batch WHERE {batch_filter}{pair_filter}
+SELECT * EXCLUDE (reject) FROM batch WHERE {batch_filter}
 """
         )
         # The run's new lead events (a few in a hundred events), read three times by the first
