@@ -29,6 +29,8 @@ class RejectReason(StrEnum):
     MISSING_SEEKER = "missing_seeker"
     WRONG_TYPE = "wrong_type"
     INVALID_VALUE = "invalid_value"
+    # Only where the store cannot keep a NUL character in text (PostgreSQL's text and jsonb).
+    UNSTORABLE_TEXT = "unstorable_text"
     DUPLICATE = "duplicate"
 
 

@@ -272,6 +272,11 @@ class FileRun:
         self.fault = fault or (lambda _step: None)
         self.scratch = scratch  # the run's folder (decompressed files, scratch databases)
 
+    def _classify_sql(self, raw: str, carry: Sequence[str] = ()) -> str:
+        """classify_sql for this run's store: PostgreSQL keeps no NUL character in text."""
+        refuse_nul = self.engine.dialect.name == "postgresql"
+        return classify_sql(raw, self.taxonomy, carry=carry, refuse_nul=refuse_nul)
+
     def _sql(self, sql: str) -> None:
         with _reading():
             self.con.execute(sql)
@@ -300,7 +305,7 @@ class FileRun:
         split = sum(f.size for f in ledger.batch) <= SPLIT_BATCH_MAX_BYTES
         if split:
             source = self._split(source)
-        self._sql("CREATE TABLE batch AS " + classify_sql(source, self.taxonomy))
+        self._sql("CREATE TABLE batch AS " + self._classify_sql(source))
         if split:
             self.con.unregister(source)
         # A JSONL line that is not readable text (not UTF-8, or longer than the limit) is an
@@ -365,7 +370,7 @@ WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '999
         if context_files:
             self._sql(
                 "CREATE TABLE context AS SELECT * FROM ("
-                + classify_sql(f"({raw_events_sql(self._readable(context_files))})", self.taxonomy)
+                + self._classify_sql(f"({raw_events_sql(self._readable(context_files))})")
                 + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM dedup_hours)"
             )
         else:

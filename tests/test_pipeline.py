@@ -584,6 +584,27 @@ def test_edge_cases_agree_with_the_independent_reading(
     assert store.snapshot() == canonical(expected)
 
 
+def test_a_nul_character_in_kept_text_is_rejected_where_the_store_cannot_keep_it(store, tmp_path):
+    lines = [
+        event("a", "property_view", at(1), "L\u0000x", "s1"),
+        event("b", "lead_message", at(1), "L", "s\u0000", message_type="email"),
+        event("c", "listing_share", at(1), "L", "s1", platform="w\u0000"),
+        event("d\u0000", "property_view", at(1), "L", "s1"),
+        event("e", "lead_appointment", at(1), "L", "s2", appointment_type="v\u0000"),
+        event("f", "property_view", at(1), "L", "s3", lister_id="x\u0000"),
+        event("g", "property_view", at(1), "L", "s3", distinct_id="d\u0000"),  # not kept
+    ]
+    path = write_jsonl(tmp_path / "nul.jsonl", lines)
+    summary = store.run(path)
+    if store.kind == "postgresql":
+        # PostgreSQL's text and jsonb hold no NUL: such events are counted, not a failed run.
+        assert summary.rejected == {"unstorable_text": 6}
+        assert summary.events_accepted == 1 and store.count("listing_analytics") == 1
+    else:
+        assert summary.rejected == {}
+        assert store.snapshot() == canonical(compute([path]))
+
+
 def test_runs_leave_no_scratch_files_and_no_attached_stores(store, tmp_path, monkeypatch):
     """SQLite slices go through scratch database files: each is detached and deleted."""
     import tempfile

@@ -47,11 +47,14 @@ def classify_sql(
     taxonomy: Taxonomy,
     dialect: Dialect = DUCKDB,
     carry: Sequence[str] = (),
+    refuse_nul: bool = False,
 ) -> str:
     """A SELECT over the relation `raw` (a table name or subquery) giving classified events.
 
     `carry` names further columns of `raw` passed through to the output unchanged (the PostHog
-    source carries the ingestion time).
+    source carries the ingestion time). `refuse_nul` (DuckDB): an event that would be accepted
+    but holds a NUL character in text the store keeps is rejected as `unstorable_text`, for a
+    store that cannot keep one (PostgreSQL).
     """
     t = taxonomy
     d = dialect
@@ -146,6 +149,14 @@ def classify_sql(
         if d.batch_extract
         else ""
     )
+    unstorable = ""
+    if refuse_nul:
+        # Every text of the event the store keeps, named as the columns above (DuckDB reads an
+        # earlier column of the same SELECT by its name).
+        kept = ["uuid", "listing_id", "seeker_id", "lister_id", "lister_type", "message_type"]
+        kept += ["appointment_type", "platform"]
+        nul = " OR ".join(f"coalesce(contains({name}, chr(0)), false)" for name in kept)
+        unstorable = f"\n        WHEN {nul} THEN '{r.UNSTORABLE_TEXT}'"
     # The reject reason is worked out in the final SELECT, with the output columns: a stage of
     # its own would only carry every column through once more.
     return f"""
@@ -214,7 +225,7 @@ SELECT
             AND msg_type NOT IN {d.in_list(t.message_types)} THEN '{r.INVALID_VALUE}'
         WHEN kind = '{Kind.LEAD}' AND lead_type = 'appointment' AND {bad_string("appt")}
             THEN '{r.WRONG_TYPE}'
-        WHEN kind = '{Kind.SHARE}' AND {bad_string("platform")} THEN '{r.WRONG_TYPE}'
+        WHEN kind = '{Kind.SHARE}' AND {bad_string("platform")} THEN '{r.WRONG_TYPE}'{unstorable}
     END AS reject{extra}
 FROM kinded
 """
