@@ -36,7 +36,8 @@ Interpretations, where docs/events.md leaves room:
   events, `message_type` on message leads (`lead_message`, or `lead` with `lead_type`=message).
   A view with `message_type`="sms" is accepted.
 - `duplicate`: a uuid equal to an already *accepted* event's; a rejected event does not reserve
-  its uuid, and the first accepted occurrence in file-then-row order wins.
+  its uuid, and the first accepted occurrence in file order wins, within a file the one with
+  the earliest event time (then the first in row order).
 - Timestamps: a string must be ISO-8601 in the extended calendar form
   `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[[:]MM]]`, offsets up to 23:59 (date-only is
   midnight; no zone is UTC; fraction digits past the 6th are truncated; no surrounding spaces,
@@ -714,6 +715,27 @@ def _conversion_rate(total_leads: int, total_views: int) -> float:
 # The API
 
 
+def earliest_copies_first(raws: list[Any]) -> list[Any]:
+    """A file's raw events, with the copies of each uuid in event-time order in the places the
+    copies held: of a file's copies of an event, the earliest is the one counted."""
+    places: dict[str, list[int]] = {}
+    for i, raw in enumerate(raws):
+        if isinstance(raw, dict) and (key := _uuid_text(raw.get("uuid"))):
+            places.setdefault(key, []).append(i)
+    ordered = list(raws)
+    for at in places.values():
+        if len(at) > 1:
+            copies = sorted((raws[i] for i in at), key=_time_order)
+            for i, raw in zip(at, copies, strict=True):
+                ordered[i] = raw
+    return ordered
+
+
+def _time_order(raw: dict[str, Any]) -> tuple[bool, datetime]:
+    timestamp = parse_timestamp(raw.get("timestamp"))
+    return (timestamp is None, timestamp or EPOCH)
+
+
 def compute_timed(
     paths: Iterable[str | Path], taxonomy: Taxonomy = DEFAULT_TAXONOMY
 ) -> tuple[Tables, float, float]:
@@ -721,17 +743,13 @@ def compute_timed(
     baseline = Baseline(taxonomy)
     read_seconds = compute_seconds = 0.0
     for path in expand_paths(paths):
-        batches = read_batches(path)
-        while True:
-            started = time.perf_counter()
-            batch = next(batches, None)
-            read_seconds += time.perf_counter() - started
-            if batch is None:
-                break
-            started = time.perf_counter()
-            for raw in batch:
-                baseline.add(raw)
-            compute_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        raws = [raw for batch in read_batches(path) for raw in batch]
+        read_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        for raw in earliest_copies_first(raws):
+            baseline.add(raw)
+        compute_seconds += time.perf_counter() - started
     started = time.perf_counter()
     tables = baseline.tables()
     compute_seconds += time.perf_counter() - started

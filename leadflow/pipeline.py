@@ -377,8 +377,9 @@ WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '999
             self._sql("CREATE TABLE context AS SELECT * FROM batch WHERE false")
         self.context_files = len(context_files)
 
-        # Every copy of an event but its first (context before batch, then by file and row) is
-        # marked a duplicate where it lies. Only uuids whose hash occurs twice are compared
+        # Every copy of an event but its first (context before batch, then by file, then the
+        # earliest in its file: a table's row order is not the file's) is marked a duplicate
+        # where it lies. Only uuids whose hash occurs twice are compared
         # exactly: grouping ten million hashes costs half what grouping the strings does, and
         # the scans keep only those rows (the strings of the others are never carried).
         self._sql(
@@ -391,15 +392,15 @@ WITH duplicated AS (
         SELECT hash(uuid) AS h FROM batch WHERE reject IS NULL
     ) GROUP BY h HAVING count(*) > 1
 ), candidates AS (
-    SELECT 0 AS origin, rowid AS row_id, file_id, uuid FROM context
+    SELECT 0 AS origin, rowid AS row_id, file_id, ts, uuid FROM context
     WHERE hash(uuid) IN (SELECT h FROM duplicated)
     UNION ALL
-    SELECT 1 AS origin, rowid AS row_id, file_id, uuid FROM batch
+    SELECT 1 AS origin, rowid AS row_id, file_id, ts, uuid FROM batch
     WHERE reject IS NULL AND hash(uuid) IN (SELECT h FROM duplicated)
 )
 SELECT origin, row_id FROM (
     SELECT origin, row_id,
-           row_number() OVER (PARTITION BY uuid ORDER BY origin, file_id, row_id) AS copy
+           row_number() OVER (PARTITION BY uuid ORDER BY origin, file_id, ts, row_id) AS copy
     FROM candidates
 ) WHERE copy > 1
 """

@@ -324,6 +324,13 @@ ACROSS_AN_HOUR = {
         [event("c", "lead_phone", at(59.9), "L", "s1")],
         [event("c", "lead_phone", at(60.1), "L", "s1"), event("w", "property_view", at(61), "L")],
     ],
+    "both copies in one file, the later first": [
+        [
+            event("v", "property_view", at(60.1), "L", "s1"),
+            event("v", "property_view", at(59.9), "L", "s1"),
+        ],
+        [event("w", "property_view", at(90), "L", "s2")],
+    ],
     "both copies in one file, then that hour again": [
         [
             event("v", "property_view", at(59.9), "L", "s1"),
