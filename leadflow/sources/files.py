@@ -165,6 +165,7 @@ def _file_list(paths: Iterable[str]) -> str:
 _ID_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
 # Microseconds since the epoch within the years 1 to 9999.
 _MICROS_RANGE = "BETWEEN -62135596800000000 AND 253402300799999999"
+_INTEGER_TYPES = ("BIGINT", "UBIGINT", "INTEGER", "HUGEINT")
 
 
 # A JSONL line longer than this is not read as an event (it is counted malformed): PostHog's own
@@ -248,16 +249,13 @@ def _ts_expr(column: str, dtype: str | None) -> str:
         return f"make_timestamp(({ns} - ({ns} % 1000 + 1000) % 1000) // 1000)"
     if upper.startswith("TIMESTAMP") or upper == "DATE":
         return f"CAST({column} AS TIMESTAMP)"
-    if upper in ("BIGINT", "UBIGINT", "INTEGER", "HUGEINT"):
+    if upper in _INTEGER_TYPES:
         return (
             f"CASE WHEN {column} {_MICROS_RANGE} THEN make_timestamp(CAST({column} AS BIGINT)) END"
         )
     if upper in ("VARCHAR", "JSON"):
         return _iso_timestamp(f"CAST({column} AS VARCHAR)")
     return "CAST(NULL AS TIMESTAMP)"
-
-
-_INTEGER_TYPES = ("BIGINT", "UBIGINT", "INTEGER", "HUGEINT")
 
 
 def _text_expr(column: str, dtype: str | None, integers: bool = True) -> str:
@@ -287,9 +285,8 @@ def _parquet_sql(files: Sequence[tuple[int, ExportFile]], types: dict[str, str])
     elif props_type.upper() in ("VARCHAR", "JSON"):
         props, props_bad = 'CAST("properties" AS VARCHAR)', "false"
     elif props_type.upper() == "BLOB":  # JSON text as bytes: unusable unless UTF-8
-        props = 'TRY(decode("properties"))'
+        props = _text_expr('"properties"', props_type)
         props_bad = f'"properties" IS NOT NULL AND {props} IS NULL'
-
     elif props_type.upper().startswith(("STRUCT", "MAP")):
         props, props_bad = 'CAST(to_json("properties") AS VARCHAR)', "false"
     else:
@@ -322,26 +319,23 @@ JOIN (VALUES {_file_ids(files)}) AS ids(file_id, path) ON ids.path = lines.file_
 def _duckdb_type(arrow_type: pa.DataType) -> str:
     """The name of the DuckDB type a Parquet column of this Arrow type is read as (a dictionary
     column, as pandas' categoricals are written, by its values' type)."""
-    if pa.types.is_dictionary(arrow_type):
+    t = pa.types
+    if t.is_dictionary(arrow_type):
         return _duckdb_type(arrow_type.value_type)
-    if pa.types.is_timestamp(arrow_type):
+    if t.is_timestamp(arrow_type):
         name = "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
         return f"{name}_NS" if arrow_type.unit == "ns" else name
-    if pa.types.is_date(arrow_type):
+    if t.is_date(arrow_type):
         return "DATE"
-    if pa.types.is_integer(arrow_type):
+    if t.is_integer(arrow_type):
         return "BIGINT"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+    if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_string_view(arrow_type):
         return "VARCHAR"
-    if pa.types.is_string_view(arrow_type):
-        return "VARCHAR"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+    if t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_binary_view(arrow_type):
         return "BLOB"
-    if pa.types.is_binary_view(arrow_type):
-        return "BLOB"
-    if pa.types.is_struct(arrow_type):
+    if t.is_struct(arrow_type):
         return "STRUCT"
-    if pa.types.is_map(arrow_type):
+    if t.is_map(arrow_type):
         return "MAP"
     return str(arrow_type).upper()
 
