@@ -76,8 +76,11 @@ class BarProgress:
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    # Escaped: messages quote paths, URLs and commands, whose brackets are not markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # One line, whatever the width: an engine's message may hold line breaks of its own, and a
+    # long path must not be wrapped in the middle. Escaped: messages quote paths, URLs and
+    # commands, whose brackets are not markup.
+    line = " ".join(message.split())
+    err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -34,7 +34,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    text = " ".join(lines)
+    assert len(lines) == 1, result.stderr
+    text = lines[0]
     assert text.startswith("error:"), result.stderr
     for needle in needles:
         assert needle in text, result.stderr
