@@ -2,7 +2,8 @@
 
 Every test that takes `store` or `make_store` runs once per store kind: `sqlite` (a temporary
 file) and `postgresql` (a database of its own on a throwaway cluster that this session starts on
-127.0.0.1, see tests/pgcluster.py). `--store sqlite` (or `--store postgresql`) runs one kind
+127.0.0.1, see tests/pgcluster.py; under pytest-xdist each worker is a session with its own
+cluster, on a free port). `--store sqlite` (or `--store postgresql`) runs one kind
 only. Without the PostgreSQL server binaries the postgresql cases are skipped, except on CI
 (CI=true), where that is a failure.
 """

@@ -58,6 +58,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """The server could not listen on its port: another process took it."""
+
+
 class PostgresCluster:
     """A running throwaway cluster; `stop()` (or leaving the `with` block) ends and deletes it."""
 
@@ -89,7 +93,16 @@ class PostgresCluster:
         cluster = cls(bindir, root, free_port(), run_as)
         try:
             cluster._initdb()
-            cluster._pg_ctl_start(settings or {})
+            # The port was free when probed; another process (a parallel test worker's cluster
+            # or server) may take it before the server binds it, so a taken port means another.
+            for attempt in range(3):
+                try:
+                    cluster._pg_ctl_start(settings or {})
+                    break
+                except PortTaken:
+                    if attempt == 2:
+                        raise
+                    cluster.port = free_port()
         except BaseException:
             cluster.stop()
             raise
@@ -157,9 +170,9 @@ class PostgresCluster:
             timeout=90,
         )
         if result.returncode != 0:
-            raise RuntimeError(
-                f"PostgreSQL did not start: {result.stdout}{result.stderr}\n{self.log_tail()}"
-            )
+            log = self.log_tail()
+            error = PortTaken if "Address already in use" in log else RuntimeError
+            raise error(f"PostgreSQL did not start: {result.stdout}{result.stderr}\n{log}")
 
     def stop(self) -> None:
         """Stop the server (its own pg_ctl, waiting for it) and delete the cluster's folder."""
