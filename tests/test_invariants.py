@@ -91,15 +91,19 @@ def _readable(events: list[dict[str, Any] | str], fmt: str) -> list[dict[str, An
     data=st.data(),
     fmt=st.sampled_from(["jsonl", "jsonl.gz", "parquet"]),
     slice_events=st.sampled_from([3, 20, 3_000_000]),
+    on_disk=st.booleans(),
 )
 def test_split_runs_equal_one_run_and_the_independent_reading(
-    make_store, tmp_path_factory, events, parts, data, fmt, slice_events
+    make_store, tmp_path_factory, events, parts, data, fmt, slice_events, on_disk
 ):
     events = _readable(events, fmt)
+    settings = {"slice_events": slice_events}
+    if on_disk:  # as a large batch is: staged in a DuckDB file rather than in memory
+        settings["engine_in_memory_max_bytes"] = 0
     root = tmp_path_factory.mktemp("split")
     single_file = _write(root / "single", "all", events, fmt)
     single = make_store()
-    one = single.run(single_file, slice_events=slice_events)
+    one = single.run(single_file, **settings)
     expected = canonical(compute([single_file]))
     assert single.snapshot() == expected
 
@@ -115,7 +119,7 @@ def test_split_runs_equal_one_run_and_the_independent_reading(
     for position, part in enumerate(order):
         batch = [e for e, p in zip(events, assignment, strict=True) if p == part]
         _write(folder, f"{position:02d}", batch, fmt)
-        summary = split.run(folder, slice_events=slice_events)
+        summary = split.run(folder, **settings)
         assert summary.events_read == summary.events_accepted + sum(summary.rejected.values())
         read += summary.events_read
     assert read == _lines(events)
@@ -127,7 +131,7 @@ def test_split_runs_equal_one_run_and_the_independent_reading(
 
     # Idempotence: running again over the same files changes nothing.
     leads_before = split.count("leads")
-    again = split.run(folder, slice_events=slice_events)
+    again = split.run(folder, **settings)
     assert again.events_read == 0 and split.count("leads") == leads_before
     assert split.snapshot() == expected
 

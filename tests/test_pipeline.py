@@ -21,8 +21,22 @@ from tests.eventfiles import event, write_jsonl, write_parquet
 T0 = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
 
 # A small batch is read into Arrow pieces before it is classified; a larger one straight from
-# its files. Both readings must agree with the independent one.
-split_or_not = pytest.mark.parametrize("split_max_bytes", [pipeline.SPLIT_BATCH_MAX_BYTES, 0])
+# its files, and a larger one still is staged in a DuckDB file rather than in memory. Every
+# reading must agree with the independent one.
+READINGS = {
+    "arrow pieces": (pipeline.SPLIT_BATCH_MAX_BYTES, None),
+    "files": (0, None),
+    "files, engine on disk": (0, "0"),
+}
+
+
+@pytest.fixture(params=list(READINGS))
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    split_max_bytes, in_memory_max_bytes = READINGS[request.param]
+    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+    if in_memory_max_bytes is not None:
+        monkeypatch.setenv("LEADFLOW_ENGINE_IN_MEMORY_MAX_BYTES", in_memory_max_bytes)
+    return str(request.param)
 
 
 def at(minutes: float) -> datetime:
@@ -50,11 +64,7 @@ def test_two_calls_in_one_hour_make_one_lead_with_score_60(store, tmp_path):
     assert summary.leads_inserted == 1 and summary.events_accepted == 2
 
 
-@split_or_not
-def test_every_reject_reason_is_counted_and_nothing_vanishes(
-    store, tmp_path, monkeypatch, split_max_bytes
-):
-    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+def test_every_reject_reason_is_counted_and_nothing_vanishes(store, tmp_path, reading):
     lines = [
         event("ok-1", "property_view", at(1), "listing-1"),
         "this is not json",
@@ -113,12 +123,8 @@ def test_jsonl_plain_and_compressed_give_the_same_tables(store, tmp_path, name):
     assert store.snapshot() == canonical(compute([path]))
 
 
-@split_or_not
 @pytest.mark.parametrize("zone", [None, "UTC"])
-def test_parquet_nanosecond_times_are_floored_to_the_microsecond(
-    store, tmp_path, monkeypatch, split_max_bytes, zone
-):
-    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+def test_parquet_nanosecond_times_are_floored_to_the_microsecond(store, tmp_path, reading, zone):
     events = [
         event("a", "property_view", at(59), "L", "s1"),
         event("b", "lead_phone", at(59), "L", "s2"),
@@ -452,15 +458,11 @@ def test_unreadable_parquet_fails_the_run_and_writes_nothing(store, tmp_path):
     assert store.count("source_files") == 0 and store.count("listing_analytics") == 0
 
 
-@split_or_not
 @pytest.mark.parametrize("name", ["day.jsonl", "day.jsonl.gz"])
-def test_lines_that_are_not_readable_text_are_counted_malformed(
-    store, tmp_path, monkeypatch, split_max_bytes, name
-):
+def test_lines_that_are_not_readable_text_are_counted_malformed(store, tmp_path, reading, name):
     """A line that is not UTF-8, or longer than 16 MiB, is one malformed event of its file, not
     a failed run; a long line within the limit is an event like any other. Read again as an old
     file of a recomputed hour, the file's lines are not counted again."""
-    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
     good = [
         event("a", "property_view", at(1), "listing-1", "s1"),
         event("b", "lead_phone", at(2), "listing-1", "s1", note="n" * 3_000_000),
@@ -523,11 +525,9 @@ def test_half_a_surrogate_pair_is_not_text(store, tmp_path):
     assert store.rows("listing_analytics")[0]["listing_id"] == "L\U0001f600"
 
 
-@split_or_not
-def test_jsonl_lines_end_at_any_line_end(store, tmp_path, monkeypatch, split_max_bytes):
+def test_jsonl_lines_end_at_any_line_end(store, tmp_path, reading):
     """A line ends at a line feed, a carriage return and line feed, or a lone carriage return
     (old Mac line ends), in one file mixing them too."""
-    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
     lines = [json.dumps(event(f"e{i}", "lead_phone", at(i), "L1", f"s{i % 3}")) for i in range(6)]
     more = [json.dumps(event(f"m{i}", "property_view", at(i), "L2", f"s{i}")) for i in range(6)]
     mixed = lines[0] + "\r\n" + lines[1] + "\r" + lines[2] + "\n\r\n" + "\r".join(lines[3:]) + "\r"
@@ -556,11 +556,7 @@ def test_long_ids_and_keys_are_stored_as_they_are(store, tmp_path):
     assert store.snapshot() == canonical(compute([path]))
 
 
-@split_or_not
-def test_edge_cases_agree_with_the_independent_reading(
-    store, tmp_path, monkeypatch, split_max_bytes
-):
-    monkeypatch.setattr(pipeline, "SPLIT_BATCH_MAX_BYTES", split_max_bytes)
+def test_edge_cases_agree_with_the_independent_reading(store, tmp_path, reading):
     lines = [
         event("p1", "listing_view", at(1), "L", "s1", platform=["x"]),  # unused property: fine
         event("p2", "$pageview", at(1), {"id": 1}, "s1"),  # no usable listing id: ignored
