@@ -39,6 +39,7 @@ from leadflow.store.lock import RunLock, heartbeat_statement
 from leadflow.store.schema import cron_runs, source_files, utcnow
 from leadflow.store.writer import SliceWriter, scratch_file
 from leadflow.transform.classify import classify_sql
+from leadflow.transform.dialect import DUCKDB
 from leadflow.transform.leads import lead_records_sql
 from leadflow.transform.metrics import (
     hour_seekers_sql,
@@ -368,10 +369,15 @@ WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '999
                     "this run recomputes; restore it (export folders are append-only)"
                 )
         if context_files:
+            # Only the events of those hours are classified: an old file may span far more.
+            hour = DUCKDB.hour("ts")
+            raw = (
+                f"(SELECT * FROM ({raw_events_sql(self._readable(context_files))}) "
+                f"WHERE {hour} IN (SELECT hour_ts FROM dedup_hours))"
+            )
             self._sql(
-                "CREATE TABLE context AS SELECT * FROM ("
-                + self._classify_sql(f"({raw_events_sql(self._readable(context_files))})")
-                + ") WHERE reject IS NULL AND hour_ts IN (SELECT hour_ts FROM dedup_hours)"
+                f"CREATE TABLE context AS SELECT * FROM ({self._classify_sql(raw)}) "
+                "WHERE reject IS NULL"
             )
         else:
             self._sql("CREATE TABLE context AS SELECT * FROM batch WHERE false")
