@@ -188,6 +188,11 @@ def _engine_session(
     }
     if settings.engine_threads:
         config["threads"] = settings.engine_threads
+    if not in_memory:
+        # The run's tables are written once and read a few times, in the same run: analysing
+        # each column for the best compression costs more than it saves (at 10M events, storing
+        # the classified batch takes 14 s against 18 s, for about 300 MiB more held in memory).
+        config["force_compression"] = "dictionary"
     con = duckdb.connect(":memory:" if in_memory else f"{workdir}/run.duckdb", config=config)
     try:
         con.execute("SET TimeZone = 'UTC'")
