@@ -539,6 +539,32 @@ def test_jsonl_lines_end_at_any_line_end(store, tmp_path, reading):
     assert store.snapshot() == canonical(compute(paths))
 
 
+def test_jsonl_lines_of_every_shape_are_events_malformed_or_blank(store, tmp_path, reading):
+    """Whitespace around an object is allowed; a line of spaces and tabs is blank (skipped); a
+    valid JSON value that is not an object is a malformed event."""
+    doc = json.dumps(event("a", "lead_phone", at(1), "L1", "s1"))
+    lines = [
+        doc,
+        "  " + json.dumps(event("b", "lead_phone", at(2), "L1", "s2")) + " \t",
+        "\t" + json.dumps(event("c", "property_view", at(3), "L1", "s3")),
+        "   ",
+        "\t \t",
+        "[1, 2]",
+        ' ["a"]',
+        '"{not an object}"',
+        "42",
+        "null",
+        "{",
+        "{} trailing",
+    ]
+    path = tmp_path / "shapes.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    summary = store.run(path)
+    assert (summary.events_read, summary.events_accepted) == (10, 3)
+    assert summary.rejected == {"malformed_json": 7}
+    assert store.snapshot() == canonical(compute([path]))
+
+
 def test_long_ids_and_keys_are_stored_as_they_are(store, tmp_path):
     """Nothing in DESIGN.md bounds an id's length: a long listing, seeker, lister, uuid or share
     platform is stored whole on both stores, not a failed run."""
