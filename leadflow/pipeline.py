@@ -761,7 +761,7 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
     # The run's lead records are made before the aggregating thread takes DuckDB's cores (the
     # run lock keeps any other writer of lead events out until the first slice inserts them).
     with work.engine.connect() as conn, SliceWriter(conn, utcnow()) as reader:
-        leads = work.lead_records(reader)
+        leads: tuple[pa.Table, pa.Table] | None = work.lead_records(reader)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-aggregate")
     try:
         pending = [_aggregate_slice(work, piece, pool) for piece in slices[:1]]
@@ -771,6 +771,7 @@ def _run_files(work: FileRun, ledger: _Ledger, summary: RunSummary) -> None:
             tables = pending.pop(0) if piece is not None else None
             clock = time.perf_counter()
             _write_file_slice(work, summary, ledger, ranges, slices, index, piece, tables, leads)
+            leads = None  # the first slice wrote them: not held through the others
             timings["write"] = timings.get("write", 0.0) + time.perf_counter() - clock
             if tables is not None:
                 timings["write"] -= tables.waited
@@ -824,15 +825,17 @@ def _write_file_slice(
     index: int,
     piece: Slice | None,
     tables: SliceTables | None,
-    leads: tuple[pa.Table, pa.Table],
+    leads: tuple[pa.Table, pa.Table] | None,
 ) -> None:
-    """Write slice `index` of a file run (a run without slices writes one, with no rows)."""
+    """Write slice `index` of a file run (a run without slices writes one, with no rows); the
+    run's `leads` go into the first."""
     last = index == len(slices) - 1 or piece is None
     through = piece.end if piece is not None else None
     first = index == 0
     slices_done = index + 1 if piece is not None else 0
 
     def insert_leads(writer: SliceWriter) -> None:
+        assert leads is not None
         summary.leads_inserted = writer.insert_leads(*leads, summary.run_id)
 
     def record_ledger(conn: Connection) -> None:
@@ -849,7 +852,7 @@ def _write_file_slice(
         summary,
         SliceWrite(
             tables,
-            leads=insert_leads if first else None,
+            leads=insert_leads if leads is not None else None,
             progress=record_ledger,
             run_values=run_values,
         ),
