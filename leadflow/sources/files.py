@@ -202,11 +202,12 @@ FROM (
         json_extract(doc, ['$.uuid', '$.event', '$.distinct_id', '$.properties', '$.timestamp']) AS j
     FROM (
         -- A valid document is an object if it starts with '{{' (as an export's lines do); only
-        -- the others are parsed once more to tell.
+        -- the others are parsed once more to tell. (CASE, not AND: a condition's terms may be
+        -- evaluated in any order, and json_type fails on what is not JSON.)
         SELECT filename,
-            CASE WHEN json_valid(line)
-                      AND (starts_with(line, '{{') OR json_type(line) = 'OBJECT')
-                THEN line
+            CASE WHEN NOT json_valid(line) THEN NULL
+                 WHEN starts_with(line, '{{') THEN line
+                 WHEN json_type(line) = 'OBJECT' THEN line
             END AS doc
         -- new_line '\\n': a line ends at \\n, \\r\\n or a lone \\r (the empty lines between
         -- \\r and \\n are skipped below). Left to detect it from the first line, DuckDB drops
