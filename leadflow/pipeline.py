@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -173,6 +174,37 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+RUN_FOLDER_PREFIX = "leadflow-run-"
+
+
+def _run_folder() -> tempfile.TemporaryDirectory[str]:
+    """The run's scratch folder (its DuckDB file, staged tables), in the temporary directory
+    and named after this process, once the folders of runs that died without deleting theirs
+    are deleted: a killed run's DuckDB file can hold gigabytes."""
+    _delete_dead_run_folders()
+    return tempfile.TemporaryDirectory(prefix=f"{RUN_FOLDER_PREFIX}{os.getpid()}-")
+
+
+def _delete_dead_run_folders() -> None:
+    with os.scandir(tempfile.gettempdir()) as entries:
+        for entry in entries:
+            if not entry.name.startswith(RUN_FOLDER_PREFIX):
+                continue
+            pid = entry.name[len(RUN_FOLDER_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 @contextmanager
@@ -597,7 +629,7 @@ def run(
                     ledger = _read_ledger(conn, files)
             batch_bytes = sum(f.size for f in ledger.batch) if ledger else 0
             with (
-                tempfile.TemporaryDirectory(prefix="leadflow-run-") as workdir,
+                _run_folder() as workdir,
                 _engine_session(
                     settings, workdir, batch_bytes <= settings.engine_in_memory_max_bytes
                 ) as con,

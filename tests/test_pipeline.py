@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import sqlite3
 from contextlib import closing
@@ -652,6 +653,37 @@ def test_runs_leave_no_scratch_files_and_no_attached_stores(store, tmp_path, mon
         with store.engine.connect() as conn:
             attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
         assert attached <= {"main", "temp"}
+
+
+def test_a_run_deletes_the_folders_of_runs_that_died_and_keeps_live_ones(
+    store, tmp_path, monkeypatch
+):
+    """A run killed (SIGKILL, out of memory) cannot delete its scratch folder, whose DuckDB
+    file can hold gigabytes: the next run on the machine deletes it. Folders of live runs, and
+    folders not named by leadflow with a process id, are left alone."""
+    import subprocess
+    import sys
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_folder = scratch / f"{pipeline.RUN_FOLDER_PREFIX}{int(dead.stdout)}-abc123"
+    live_folder = scratch / f"{pipeline.RUN_FOLDER_PREFIX}{os.getpid()}-def456"
+    other = scratch / f"{pipeline.RUN_FOLDER_PREFIX}unnumbered"
+    for folder in (dead_folder, live_folder, other):
+        folder.mkdir()
+        (folder / "run.duckdb").write_bytes(b"x" * 1000)
+
+    store.run(write_jsonl(tmp_path / "e.jsonl", [event("u", "property_view", at(1), "L1")]))
+
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([live_folder.name, other.name])
 
 
 def test_a_run_copies_its_write_ahead_log_unless_its_caller_will(tmp_path):
