@@ -36,7 +36,7 @@ from leadflow.store.db import (
     deferring_checkpoints,
     ensure_schema,
 )
-from leadflow.store.lock import RunLock, heartbeat_statement
+from leadflow.store.lock import RunLock, heartbeat_statement, process_is_gone
 from leadflow.store.schema import cron_runs, source_files, utcnow
 from leadflow.store.writer import SliceWriter, scratch_file
 from leadflow.transform.classify import classify_sql
@@ -193,18 +193,8 @@ def _delete_dead_run_folders() -> None:
             if not entry.name.startswith(RUN_FOLDER_PREFIX):
                 continue
             pid = entry.name[len(RUN_FOLDER_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)) and entry.is_dir(follow_symlinks=False):
+            if pid.isdigit() and process_is_gone(int(pid)) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 @contextmanager

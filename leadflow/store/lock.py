@@ -36,10 +36,13 @@ def _holder() -> str:
 def _holder_is_dead(holder: str) -> bool:
     """True when the holder ran on this host and its process is gone."""
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
+    return host == socket.gethostname() and pid.isdigit() and process_is_gone(int(pid))
+
+
+def process_is_gone(pid: int) -> bool:
+    """Whether no process of this host has this id (another user's process is not gone)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
