@@ -30,18 +30,20 @@ DATA = Path(__file__).parent / "data"
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def export(events: int, fmt: str) -> Path:
-    """The cached demo export of `events` events in `fmt` (generated on first use)."""
+def export(events: int, fmt: str, days: int = 365) -> Path:
+    """The cached demo export of `events` events in `fmt` over the `days` days before END
+    (generated on first use)."""
     from leadflow.sources.demo import generate_export
 
-    folder = DATA / f"{events}-{fmt}"
+    folder = DATA / (f"{events}-{fmt}" if days == 365 else f"{events}-{fmt}-{days}d")
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         started = time.perf_counter()
-        stats = generate_export(folder / "export", events=events, fmt=fmt, end=END)  # type: ignore[arg-type]
+        stats = generate_export(folder / "export", events=events, fmt=fmt, days=days, end=END)  # type: ignore[arg-type]
         (folder / ".complete").write_text(json.dumps(stats.__dict__))
         print(
-            f"generated {stats.events:,} events as {fmt} in {time.perf_counter() - started:.1f} s"
+            f"generated {stats.events:,} events as {fmt} over {days} days "
+            f"in {time.perf_counter() - started:.1f} s"
         )
     return folder / "export"
 

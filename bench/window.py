@@ -16,31 +16,10 @@ and disk, not memory.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from bench.pipeline import DATA, END, leadflow_run, measure
-
-
-def export(events_per_year: int, days: int) -> Path:
-    """The cached demo export of `days` days ending at END, `events_per_year` dense."""
-    from leadflow.sources.demo import generate_export
-
-    events = events_per_year * days // 365
-    folder = DATA / f"window-{events}-{days}d"
-    if not (folder / ".complete").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        started = time.perf_counter()
-        stats = generate_export(folder / "export", events=events, days=days, end=END)
-        (folder / ".complete").write_text(json.dumps(stats.__dict__))
-        print(
-            f"generated {stats.events:,} events over {days} days "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
-    return folder / "export"
+from bench.pipeline import export, leadflow_run, measure
 
 
 def last_days(export_dir: Path, days: int, into: Path) -> Path:
@@ -63,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     windows = sorted(set(args.days or [182, 365, 730]))
 
-    source = export(args.events_per_year, windows[-1])
+    longest = windows[-1]
+    source = export(args.events_per_year * longest // 365, "parquet", longest)
     rows = []
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-window-") as tmp:
         for days in windows:
