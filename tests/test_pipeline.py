@@ -429,6 +429,29 @@ def test_long_windows_are_written_in_slices_each_committed(store, tmp_path):
     assert store.snapshot() == canonical(compute([tmp_path / "long.jsonl"]))
 
 
+def test_a_folder_is_read_with_its_links_resolved(store, tmp_path):
+    """Files are known by their real path: a link to a file is read once, as its target; a link
+    to a folder inside the export folder is not followed; hidden files are left alone."""
+    outside = write_jsonl(
+        tmp_path / "elsewhere" / "b.jsonl", [event("b", "lead_phone", at(2), "L", "s")]
+    )
+    real = tmp_path / "real-export"
+    files = [write_jsonl(real / "day" / "a.jsonl", [event("a", "property_view", at(1), "L", "s")])]
+    os.symlink(outside, real / "day" / "b-link.jsonl")
+    os.symlink(tmp_path / "elsewhere", real / "linked-folder")
+    write_jsonl(real / ".hidden.jsonl", [event("h", "property_view", at(3), "L", "s")])
+    os.symlink(real, tmp_path / "export")
+
+    summary = store.run(tmp_path / "export")
+    assert (summary.files_read, summary.events_read, summary.warnings) == (2, 2, [])
+    paths = sorted(r["path"] for r in store.rows("source_files"))
+    assert paths == sorted([str(files[0].resolve()), str(outside.resolve())])
+    assert store.snapshot() == canonical(compute([files[0], outside]))
+    # The same files named through their real folder, or the target alone: already read.
+    assert store.run(real).events_read == 0
+    assert store.run(outside).events_read == 0
+
+
 def test_paths_with_spaces_quotes_and_glob_characters_are_read(store, tmp_path):
     """A folder or file that exists is read as itself, whatever characters its name holds."""
     folder = tmp_path / "exports [old] it's"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,12 +59,34 @@ def file_format(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _export_file(path: str) -> ExportFile | None:
-    kind = file_format(path)
-    if kind is None:
-        return None
-    stat = os.stat(path)
-    return ExportFile(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, *kind)
+def _folder_files(folder: str) -> Iterator[tuple[str, bool]]:
+    """(path, whether it is a symbolic link) of each file in a folder and its subfolders, as
+    `os.walk` finds them (links to folders are not followed; unreadable folders are passed
+    over), hidden files aside."""
+    try:
+        with os.scandir(folder) as found:
+            entries = list(found)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _folder_files(entry.path)
+        elif not entry.name.startswith("."):
+            yield entry.path, entry.is_symlink()
+
+
+def _real_path(path: str, is_link: bool | None, real_folders: dict[str, str]) -> str:
+    """`path` with every symbolic link resolved (as `os.path.realpath`), resolving each folder
+    once: a folder of a year's hourly export files is one folder, not 8,760. `is_link`: whether
+    the file itself is a link, when the listing told (None: look)."""
+    folder, name = os.path.split(path)
+    real_folder = real_folders.get(folder)
+    if real_folder is None:
+        real_folder = real_folders[folder] = os.path.realpath(folder or ".")
+    joined = os.path.join(real_folder, name)
+    if is_link is None:
+        is_link = os.path.islink(joined)
+    return os.path.realpath(joined) if is_link else joined
 
 
 def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
@@ -74,32 +96,35 @@ def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
     named as export files (manifests and hidden files aside), for the run to report."""
     # A path that exists is itself, even with glob characters in its name ('exports [old]').
     if not os.path.exists(spec) and any(ch in spec for ch in "*?["):
-        candidates = sorted(glob.glob(spec, recursive=True))
+        candidates: list[tuple[str, bool | None]] = [
+            (path, None) for path in sorted(glob.glob(spec, recursive=True))
+        ]
         if not candidates:
             raise SourceError(f"no files match {spec!r}")
     elif os.path.isdir(spec):
-        candidates = sorted(
-            os.path.join(root, name)
-            for root, _dirs, names in os.walk(spec)
-            for name in names
-            if not name.startswith(".")
-        )
+        candidates = sorted(_folder_files(spec))
     elif os.path.exists(spec):
         if file_format(spec) is None:
             raise SourceError(
                 f"{spec}: not an export file (expected .parquet, or .jsonl/.ndjson/.json, "
                 "optionally .gz, .zst or .br)"
             )
-        candidates = [spec]
+        candidates = [(spec, None)]
     else:
         raise SourceError(f"{spec}: no such file or folder")
     files: list[ExportFile] = []
-    for p in candidates:
-        if not os.path.isfile(p):
+    real_folders: dict[str, str] = {}
+    for p, is_link in candidates:
+        try:
+            info = os.stat(p)
+        except OSError:  # a broken link, or gone since it was listed
             continue
-        found = _export_file(p)
-        if found is not None:
-            files.append(found)
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        kind = file_format(p)
+        if kind is not None:
+            path = _real_path(p, is_link, real_folders)
+            files.append(ExportFile(path, info.st_size, info.st_mtime_ns, *kind))
         elif skipped is not None and not _unlisted(os.path.basename(p)):
             skipped.append(p)
     return sorted(files, key=lambda f: f.path)
