@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from leadflow.config import POSTHOG_SOURCE, Settings
@@ -236,43 +236,53 @@ def _reading() -> Iterator[None]:
 
 @dataclass
 class _Ledger:
-    """The ledger's view for one run: which files are new, pending, or old context."""
+    """The ledger's view for one run: which files are new or pending. Files read before are
+    looked up by the hours a run recomputes (`FileRun._old_files`), not listed here: a year
+    of hourly export files is 8,760 rows."""
 
     batch: list[ExportFile]
     resume_from: dict[str, datetime]  # path → processed_through, for files a crashed run left
-    old: list[tuple[str, datetime, datetime, str]]  # (path, min_ts, max_ts, format) of done files
 
 
 def _read_ledger(conn: Connection, files: Sequence[ExportFile]) -> _Ledger:
-    rows = {row.path: row for row in conn.execute(select(source_files))}
+    t = source_files
+    # Only the columns that tell whether a file is new (no time to convert per row).
+    known = {
+        path: (size, mtime_ns, done)
+        for path, size, mtime_ns, done in conn.execute(
+            select(t.c.path, t.c.size, t.c.mtime_ns, t.c.done)
+        ).all()
+    }
+    # Files a crashed run left unfinished, and how far their hours are written.
+    unfinished = {
+        path: through
+        for path, through in conn.execute(
+            select(t.c.path, t.c.processed_through).where(t.c.done.is_(False))
+        )
+    }
     batch: list[ExportFile] = []
     resume_from: dict[str, datetime] = {}
     for f in files:
-        row = rows.get(f.path)
-        if row is None or row.size != f.size or row.mtime_ns != f.mtime_ns:
+        size, mtime_ns, done = known.get(f.path, (None, None, None))
+        if size != f.size or mtime_ns != f.mtime_ns:
             batch.append(f)
-        elif not row.done:
+        elif not done:
             batch.append(f)
-            if row.processed_through is not None:
-                resume_from[f.path] = _naive(row.processed_through)
+            if unfinished[f.path] is not None:
+                resume_from[f.path] = _naive(unfinished[f.path])
     in_batch = {f.path for f in batch}
     # A file a crashed run left unfinished is resumed even when this run names other files.
-    for path, row in rows.items():
-        if path in in_batch or row.done:
+    for path, through in unfinished.items():
+        if path in in_batch:
             continue
         try:
             found = discover(path)
         except SourceError:
             continue
         batch.extend(found)
-        if row.processed_through is not None:
-            resume_from[path] = _naive(row.processed_through)
-    old = [
-        (row.path, _naive(row.min_ts), _naive(row.max_ts), row.format)
-        for row in rows.values()
-        if row.path not in {f.path for f in batch} and row.min_ts is not None
-    ]
-    return _Ledger(sorted(batch, key=lambda f: f.path), resume_from, old)
+        if through is not None:
+            resume_from[path] = _naive(through)
+    return _Ledger(sorted(batch, key=lambda f: f.path), resume_from)
 
 
 class FileRun:
@@ -382,12 +392,7 @@ WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '999
         # touched hours take part in the recompute, and older copies of an event win over newer
         # ones (those of the hours next to them only the latter).
         context_files = [
-            (len(batch_files) + i, f)
-            for i, f in enumerate(
-                ExportFile(path, 0, 0, fmt, _compression(path))
-                for path, low, high, fmt in ledger.old
-                if _covers_any(hours, low, high)
-            )
+            (len(batch_files) + i, f) for i, f in enumerate(self._old_files(ledger, hours))
         ]
         for _, f in context_files:
             if not os.path.exists(f.path):
@@ -473,6 +478,29 @@ SELECT * EXCLUDE (reject) FROM batch WHERE {batch_filter}
             "CREATE TABLE new_leads AS "
             "SELECT * EXCLUDE (reject) FROM batch WHERE reject IS NULL AND kind = 'lead'"
         )
+
+    def _old_files(self, ledger: _Ledger, hours: list[datetime]) -> list[ExportFile]:
+        """The files read before (not in this run's batch) whose event-time range covers one of
+        the sorted `hours`, found through the ledger's range index."""
+        if not hours:
+            return []
+        t = source_files
+        end_of_last = hours[-1].replace(minute=59, second=59, microsecond=999999)
+        # In the order the files were first read: of an event's copies in old files, the one
+        # read first keeps counting.
+        query = (
+            select(t.c.path, t.c.min_ts, t.c.max_ts, t.c.format)
+            .where(t.c.min_ts <= _aware(end_of_last), t.c.max_ts >= _aware(hours[0]))
+            .order_by(t.c.id)
+        )
+        in_batch = {f.path for f in ledger.batch}
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            ExportFile(path, 0, 0, fmt, _compression(path))
+            for path, low, high, fmt in rows
+            if path not in in_batch and _covers_any(hours, _naive(low), _naive(high))
+        ]
 
     def counts(self) -> tuple[int, dict[str, int]]:
         """(events read, rejects by reason) of the batch, duplicates included."""
@@ -1101,47 +1129,42 @@ def _write_ledger(
     now: datetime,
     first: bool,
 ) -> None:
-    """Record the batch's files and how far their hours are written, in the slice's transaction."""
+    """Record the batch's files and how far their hours are written, in the slice's transaction:
+    the first slice adds their rows, each later one moves the files not yet done."""
     through_aware = _aware(through)
+    t = source_files
+    if not first:
+        # One statement, however many files: the first slice gave every batch file this run's
+        # id and its time range, and every file still open has been read up to `through`.
+        assert through_aware is not None
+        done = true() if last else or_(t.c.max_ts.is_(None), t.c.max_ts < through_aware)
+        conn.execute(
+            update(t)
+            .where(t.c.run_id == run_id, t.c.done.is_(False))
+            .values(processed_through=through_aware, done=done)
+        )
+        return
     rows: list[dict[str, Any]] = []
     for fid, f in enumerate(batch):
         events, low, high = ranges.get(fid, (0, None, None))
-        done = last or high is None or (through is not None and high < through)
-        row: dict[str, Any] = {
-            "file_path": f.path,
-            "processed_through": through_aware,
-            "done": done,
-        }
-        if first:
-            row |= {
+        rows.append(
+            {
+                "path": f.path,
                 "size": f.size,
                 "mtime_ns": f.mtime_ns,
                 "format": f.format,
                 "events": events,
                 "min_ts": _aware(low),
                 "max_ts": _aware(high),
+                "processed_through": through_aware,
+                "done": last or high is None or (through is not None and high < through),
                 "run_id": run_id,
                 "added_at": now,
             }
-        rows.append(row)
+        )
     if not rows:
         return
-    if first:
-        # A file read before (changed since, or left unfinished by a crashed run) is replaced.
-        known = set(conn.execute(select(source_files.c.path)).scalars())
-        conn.execute(
-            delete(source_files).where(
-                source_files.c.path.in_([f.path for f in batch if f.path in known])
-            )
-        )
-        conn.execute(
-            insert(source_files),
-            [{"path": r.pop("file_path"), **r} for r in rows],
-        )
-    else:
-        conn.execute(
-            update(source_files)
-            .where(source_files.c.path == bindparam("file_path"))
-            .values(processed_through=bindparam("processed_through"), done=bindparam("done")),
-            rows,
-        )
+    # A file read before (changed since, or left unfinished by a crashed run) is replaced.
+    known = set(conn.execute(select(t.c.path)).scalars())
+    conn.execute(delete(t).where(t.c.path.in_([f.path for f in batch if f.path in known])))
+    conn.execute(insert(t), rows)

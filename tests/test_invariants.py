@@ -218,3 +218,34 @@ def test_failure_in_a_later_slice_keeps_earlier_slices_and_resumes(make_store, t
     resumed = store.run(folder, slice_events=3)
     assert store.snapshot() == canonical(compute([path]))
     assert resumed.leads_inserted == (2 if step == "leads" else 0)
+
+
+def test_the_ledger_closes_each_file_in_the_slice_that_writes_its_last_hour(make_store, tmp_path):
+    """A file is done once the slices have written its last hour; the ones still open record how
+    far the hours are written, which is where a crashed run resumes them."""
+    early = [event(f"a{i}", "property_view", T0 + timedelta(hours=i), "L", "s1") for i in range(3)]
+    late = [event(f"b{i}", "property_view", T0 + timedelta(hours=i), "L", "s2") for i in range(9)]
+    folder = tmp_path / "export"
+    paths = [write_jsonl(folder / "early.jsonl", early), write_jsonl(folder / "late.jsonl", late)]
+
+    def ledger(store):
+        return {
+            Path(r["path"]).name: (r["done"], r["processed_through"], r["events"])
+            for r in store.rows("source_files")
+        }
+
+    store = make_store()
+    with pytest.raises(RunFailed):
+        # Slices of at most 4 events: hours 0-1, 2-4 and 5-8; the third fails. The early file
+        # is done in the second slice, which writes its last hour.
+        store.run(folder, fault=_fault_at("run_record", 3), slice_events=4)
+    assert ledger(store) == {
+        "early.jsonl": (True, T0 + timedelta(hours=5), 3),
+        "late.jsonl": (False, T0 + timedelta(hours=5), 9),
+    }
+    store.run(folder, slice_events=4)
+    assert ledger(store) == {
+        "early.jsonl": (True, T0 + timedelta(hours=5), 3),
+        "late.jsonl": (True, T0 + timedelta(hours=9), 9),
+    }
+    assert store.snapshot() == canonical(compute(paths))
