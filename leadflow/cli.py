@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 import socket
@@ -485,8 +487,18 @@ def token(
     print(minted)
 
 
+@functools.cache
+def _freeze_imports() -> None:
+    """Leave what the imports made (some 86,000 objects: modules, classes, SQLAlchemy's and
+    pyarrow's tables) out of the garbage collector's full collections, which would walk them all
+    again each time a run's work triggers one: 0.05 to 0.1 s of an hourly run. They live as long
+    as the process anyway. Once per process."""
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: errors are one line on stderr and a non-zero exit, never a traceback."""
+    _freeze_imports()
     try:
         return app(args=argv, standalone_mode=True)
     except (ConfigError, LeadflowError) as exc:  # pragma: no cover - commands catch their own
