@@ -2,14 +2,16 @@
 
     python -m bench.pipeline --events 1000000 --format parquet
     python -m bench.pipeline --events 10000000 --format parquet --format jsonl
+    python -m bench.pipeline --events 1000000 --batch-hours 1 --no-baseline   # hourly files
 
-For each format it generates the demo export once (cached under bench/data/), then runs, one
-after the other, each in a child process of its own so that peak memory is each one's own:
-leadflow's first run into a fresh SQLite file, the baseline (bench/baseline.py) over the same
-files, and leadflow's hourly run over 100,000 new events. It prints seconds, events/s, peak
-memory and the ratios, and where leadflow's time went (read, aggregate, write); then the same
-hourly run through the cron endpoint of a running `leadflow serve`, as a scheduler triggers it.
-"""
+For each format it generates the demo export once (cached under bench/data/; daily files, or
+one per `--batch-hours` hours), then runs, one after the other, each in a child process of its
+own so that peak memory is each one's own: leadflow's first run into a fresh SQLite file, the
+baseline (bench/baseline.py) over the same files, and leadflow's hourly run over 100,000 new
+events in one new file of the export folder (the run lists the whole folder, as it lists an S3
+export's prefix). It prints seconds, events/s, peak memory and the ratios, and where leadflow's
+time went (read, aggregate, write); then the same hourly run through the cron endpoint of a
+running `leadflow serve`, as a scheduler triggers it."""
 
 from __future__ import annotations
 
@@ -30,22 +32,40 @@ DATA = Path(__file__).parent / "data"
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def export(events: int, fmt: str, days: int = 365) -> Path:
-    """The cached demo export of `events` events in `fmt` over the `days` days before END
-    (generated on first use)."""
+def export(events: int, fmt: str, days: int = 365, batch_hours: int = 24) -> Path:
+    """The cached demo export of `events` events in `fmt` over the `days` days before END, one
+    file per `batch_hours` hours of ingestion (generated on first use)."""
     from leadflow.sources.demo import generate_export
 
-    folder = DATA / (f"{events}-{fmt}" if days == 365 else f"{events}-{fmt}-{days}d")
+    name = f"{events}-{fmt}" + (f"-{days}d" if days != 365 else "")
+    folder = DATA / (name + (f"-{batch_hours}h" if batch_hours != 24 else ""))
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         started = time.perf_counter()
-        stats = generate_export(folder / "export", events=events, fmt=fmt, days=days, end=END)  # type: ignore[arg-type]
+        stats = generate_export(
+            folder / "export",
+            events=events,
+            fmt=fmt,  # type: ignore[arg-type]
+            days=days,
+            end=END,
+            batch_hours=batch_hours,
+        )
         (folder / ".complete").write_text(json.dumps(stats.__dict__))
         print(
-            f"generated {stats.events:,} events as {fmt} over {days} days "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"generated {stats.events:,} events as {fmt} over {days} days in {stats.files:,} "
+            f"files in {time.perf_counter() - started:.1f} s"
         )
     return folder / "export"
+
+
+def linked_copy(source: Path, target: Path) -> None:
+    """`target`: a folder holding the files of `source` (hard links where the file system allows,
+    copies elsewhere), for a run to add files to without touching the cache."""
+    try:
+        shutil.copytree(source, target, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
 
 
 def hourly_batch(fmt: str) -> Path:
@@ -160,23 +180,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--format", action="append", choices=["parquet", "jsonl"], dest="formats")
     parser.add_argument("--no-baseline", action="store_true", help="Time leadflow only.")
+    parser.add_argument(
+        "--batch-hours",
+        type=int,
+        default=24,
+        help="Hours of ingestion per export file (24: daily files; 1: hourly, 8,760 a year).",
+    )
     args = parser.parse_args(argv)
 
     for fmt in args.formats or ["parquet"]:
-        path = export(args.events, fmt)
+        cached = export(args.events, fmt, batch_hours=args.batch_hours)
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            # The export folder as the cron run reads it: the hourly run's new file lands in it,
+            # and the run lists the whole folder, as it lists an S3 export's prefix.
+            path = Path(tmp) / "export"
+            linked_copy(cached, path)
             first = measure(leadflow_run(path, Path(tmp) / "leadflow.db"))
             # The hourly run: one new file of 100,000 events into the store the first run made.
-            incoming = Path(tmp) / "incoming"
-            shutil.copytree(hourly_batch(fmt), incoming, ignore=shutil.ignore_patterns(".complete"))
+            (new_file,) = (f for f in hourly_batch(fmt).iterdir() if f.name != ".complete")
+            shutil.copyfile(new_file, path / new_file.name)
             store = Path(tmp) / "leadflow.db"
             shutil.copyfile(store, Path(tmp) / "warm.db")
             # Flushed before timing: else a run's first fsync of the store would also write out
             # the copy's freshly written pages, which no store in service has.
             os.sync()
-            hourly = measure(leadflow_run(incoming, store))
+            hourly = measure(leadflow_run(path, store))
             # The same hourly run again, on a copy of the same store, through a running service.
-            warm = warm_hourly(incoming, Path(tmp) / "warm.db")
+            warm = warm_hourly(path, Path(tmp) / "warm.db")
             base = None
             if not args.no_baseline:
                 base = measure(
@@ -184,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
                         sys.executable,
                         "-m",
                         "bench.baseline",
-                        str(path),
+                        str(cached),
                         "--database",
                         f"sqlite:///{Path(tmp) / 'baseline.db'}",
                         "--json",
