@@ -629,6 +629,13 @@ def test_edge_cases_agree_with_the_independent_reading(store, tmp_path, reading)
         event("p18", "property_view", "2025-05-01T10:00:00-23:59", "L", "s1"),
         event("p19", "property_view", "0000-05-01T10:00:00Z", "L", "s1"),  # no year 0
     ]
+    # The properties as every JSON type, and absent.
+    props = event("q", "property_view", at(1), "L", "s1")["properties"]
+    for n, value in enumerate([json.dumps(props), "not json", None, 5, 1.5, True, [props], {}]):
+        lines.append({**event(f"q{n}", "property_view", at(1), "L", "s1"), "properties": value})
+    lines.append(
+        {k: v for k, v in event("q-", "lead_phone", at(1), "L", "s1").items() if k != "properties"}
+    )
     path = write_jsonl(tmp_path / "edges.jsonl", lines)
     summary = store.run(path)
     expected = compute([path])
