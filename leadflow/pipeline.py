@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from leadflow.sources import posthog
 
 HOUR = timedelta(hours=1)
+# How many ledger paths one statement names.
+LEDGER_CHUNK = 1000
 # New export files of at most this many bytes are read before they are classified, and
 # classified in pieces (FileRun._split).
 SPLIT_BATCH_MAX_BYTES = 16 * 1024 * 1024
@@ -1164,7 +1166,10 @@ def _write_ledger(
         )
     if not rows:
         return
-    # A file read before (changed since, or left unfinished by a crashed run) is replaced.
-    known = set(conn.execute(select(t.c.path)).scalars())
-    conn.execute(delete(t).where(t.c.path.in_([f.path for f in batch if f.path in known])))
+    # A file read before (changed since, or left unfinished by a crashed run) is replaced. In
+    # chunks: a store limits a statement's parameters (PostgreSQL to 65,535; SQLite, as often
+    # built, to 32,766), and a folder of hourly files holds 8,760 a year.
+    paths = [f.path for f in batch]
+    for start in range(0, len(paths), LEDGER_CHUNK):
+        conn.execute(delete(t).where(t.c.path.in_(paths[start : start + LEDGER_CHUNK])))
     conn.execute(insert(t), rows)

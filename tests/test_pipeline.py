@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -367,6 +368,27 @@ def test_a_copy_in_the_next_hour_is_a_duplicate_in_any_split(make_store, tmp_pat
         shutil.copy(path, folder / path.name)
         split.run(folder)
     assert split.snapshot() == expected
+
+
+def test_files_that_grew_since_they_were_read_are_read_again(store, tmp_path, monkeypatch):
+    """A file whose size or time changed is read again whole, and the ledger keeps one row for
+    it (its old row is replaced, a few paths per statement)."""
+    monkeypatch.setattr(pipeline, "LEDGER_CHUNK", 2)
+    folder = tmp_path / "export"
+    first = [event(f"a{i}", "lead_phone", at(i), "L", f"s{i % 2}") for i in range(3)]
+    more = [event(f"b{i}", "property_view", at(70 + i), "L", f"s{i}") for i in range(3)]
+    for name in ("1", "2", "3", "4", "5"):
+        write_jsonl(folder / f"{name}.jsonl", first if name == "1" else more[:1])
+    store.run(folder)
+    # Three files grow (a redelivery that appended to them), two stay as they were.
+    for name in ("1", "3", "5"):
+        write_jsonl(folder / f"{name}.jsonl", (first if name == "1" else more[:1]) + more[1:])
+    summary = store.run(folder)
+    assert summary.files_read == 3
+    assert sorted(Path(r["path"]).name for r in store.rows("source_files")) == [
+        f"{n}.jsonl" for n in "12345"
+    ]
+    assert store.snapshot() == canonical(compute(sorted(folder.iterdir())))
 
 
 def test_recompute_opens_only_files_whose_time_range_covers_touched_hours(store, tmp_path):
