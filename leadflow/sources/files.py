@@ -44,7 +44,12 @@ class ExportFile:
 def file_format(path: str) -> tuple[str, str] | None:
     """(format, compression) of an export file by its name, or None if it is not one. A
     Parquet file's compression is inside it: "none" to its reader, whatever the name adds."""
-    name = os.path.basename(path).lower()
+    return _name_format(os.path.basename(path))
+
+
+def _name_format(name: str) -> tuple[str, str] | None:
+    """file_format of a file's name."""
+    name = name.lower()
     if name.endswith(MANIFEST):
         return None
     if name.endswith(PARQUET_SUFFIXES):
@@ -59,34 +64,34 @@ def file_format(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _folder_files(folder: str) -> Iterator[tuple[str, bool]]:
-    """(path, whether it is a symbolic link) of each file in a folder and its subfolders, as
-    `os.walk` finds them (links to folders are not followed; unreadable folders are passed
-    over), hidden files aside."""
+def _folder_files(folder: str, real_folder: str) -> Iterator[tuple[str, str, str | None]]:
+    """(path, name, real path) of each file in a folder and its subfolders, as `os.walk` finds
+    them (links to folders are not followed; unreadable folders are passed over), hidden files
+    aside. `real_folder`: the folder with its links resolved; a file's real path is None when
+    the file is itself a link."""
     try:
         with os.scandir(folder) as found:
             entries = list(found)
     except OSError:
         return
     for entry in entries:
+        name = entry.name
         if entry.is_dir(follow_symlinks=False):
-            yield from _folder_files(entry.path)
-        elif not entry.name.startswith("."):
-            yield entry.path, entry.is_symlink()
+            yield from _folder_files(entry.path, os.path.join(real_folder, name))
+        elif not name.startswith("."):
+            real = None if entry.is_symlink() else os.path.join(real_folder, name)
+            yield entry.path, name, real
 
 
-def _real_path(path: str, is_link: bool | None, real_folders: dict[str, str]) -> str:
+def _real_path(path: str, real_folders: dict[str, str]) -> str:
     """`path` with every symbolic link resolved (as `os.path.realpath`), resolving each folder
-    once: a folder of a year's hourly export files is one folder, not 8,760. `is_link`: whether
-    the file itself is a link, when the listing told (None: look)."""
+    once: a folder of a year's hourly export files is one folder, not 8,760."""
     folder, name = os.path.split(path)
     real_folder = real_folders.get(folder)
     if real_folder is None:
         real_folder = real_folders[folder] = os.path.realpath(folder or ".")
     joined = os.path.join(real_folder, name)
-    if is_link is None:
-        is_link = os.path.islink(joined)
-    return os.path.realpath(joined) if is_link else joined
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
@@ -95,38 +100,41 @@ def discover(spec: str, skipped: list[str] | None = None) -> list[ExportFile]:
     `skipped` (when given) receives the paths of the other files the folder or glob holds, not
     named as export files (manifests and hidden files aside), for the run to report."""
     # A path that exists is itself, even with glob characters in its name ('exports [old]').
+    candidates: Iterable[tuple[str, str, str | None]]  # (path, name, real path if known)
     if not os.path.exists(spec) and any(ch in spec for ch in "*?["):
-        candidates: list[tuple[str, bool | None]] = [
-            (path, None) for path in sorted(glob.glob(spec, recursive=True))
-        ]
-        if not candidates:
+        matches = glob.glob(spec, recursive=True)
+        if not matches:
             raise SourceError(f"no files match {spec!r}")
+        candidates = ((path, os.path.basename(path), None) for path in matches)
     elif os.path.isdir(spec):
-        candidates = sorted(_folder_files(spec))
+        candidates = _folder_files(spec, os.path.realpath(spec))
     elif os.path.exists(spec):
         if file_format(spec) is None:
             raise SourceError(
                 f"{spec}: not an export file (expected .parquet, or .jsonl/.ndjson/.json, "
                 "optionally .gz, .zst or .br)"
             )
-        candidates = [(spec, None)]
+        candidates = [(spec, os.path.basename(spec), None)]
     else:
         raise SourceError(f"{spec}: no such file or folder")
     files: list[ExportFile] = []
+    others: list[str] = []
     real_folders: dict[str, str] = {}
-    for p, is_link in candidates:
+    for p, name, real in candidates:
         try:
             info = os.stat(p)
         except OSError:  # a broken link, or gone since it was listed
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
-        kind = file_format(p)
+        kind = _name_format(name)
         if kind is not None:
-            path = _real_path(p, is_link, real_folders)
+            path = real if real is not None else _real_path(p, real_folders)
             files.append(ExportFile(path, info.st_size, info.st_mtime_ns, *kind))
-        elif skipped is not None and not _unlisted(os.path.basename(p)):
-            skipped.append(p)
+        elif not _unlisted(name):
+            others.append(p)
+    if skipped is not None:
+        skipped.extend(sorted(others))
     return sorted(files, key=lambda f: f.path)
 
 
