@@ -250,12 +250,11 @@ def _read_ledger(conn: Connection, files: Sequence[ExportFile]) -> _Ledger:
     t = source_files
     # Only the columns that tell whether a file is new (no time to convert per row).
     known = {
-        path: (size, mtime_ns, done)
-        for path, size, mtime_ns, done in conn.execute(
-            select(t.c.path, t.c.size, t.c.mtime_ns, t.c.done)
-        ).all()
+        path: (size, mtime_ns)
+        for path, size, mtime_ns in conn.execute(select(t.c.path, t.c.size, t.c.mtime_ns)).all()
     }
-    # Files a crashed run left unfinished, and how far their hours are written.
+    # Files a crashed run left unfinished (every other known file is done), and how far their
+    # hours are written.
     unfinished = {
         path: through
         for path, through in conn.execute(
@@ -265,10 +264,9 @@ def _read_ledger(conn: Connection, files: Sequence[ExportFile]) -> _Ledger:
     batch: list[ExportFile] = []
     resume_from: dict[str, datetime] = {}
     for f in files:
-        size, mtime_ns, done = known.get(f.path, (None, None, None))
-        if size != f.size or mtime_ns != f.mtime_ns:
+        if known.get(f.path) != (f.size, f.mtime_ns):
             batch.append(f)
-        elif not done:
+        elif f.path in unfinished:
             batch.append(f)
             if unfinished[f.path] is not None:
                 resume_from[f.path] = _naive(unfinished[f.path])
