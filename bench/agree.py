@@ -14,8 +14,6 @@ whether they agree, and the first rows that differ; the exit status is 1 if any 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from typing import Any
 
 from bench.baseline import canonical, compute, expand_paths
 from bench.canonical import Canonical, canonical_from_db
+from bench.pipeline import link_or_copy
 from leadflow import pipeline
 from leadflow.config import Settings
 from leadflow.store.db import create_store_engine
@@ -55,16 +54,11 @@ def differences(expected: Canonical, got: Canonical) -> dict[str, tuple[Rows, Ro
 
 
 def deliver(files: Sequence[Path], folder: Path, first: int) -> None:
-    """Add `files` to `folder` (hard links where the file system allows, else copies), each
-    under a name that keeps the path order (`first`: the number of the first) and the file's
-    own name."""
+    """Add `files` to `folder` (see link_or_copy), each under a name that keeps the path order
+    (`first`: the number of the first) and the file's own name."""
     folder.mkdir(parents=True, exist_ok=True)
     for n, f in enumerate(files, start=first):
-        target = folder / f"{n:06d}-{f.name}"
-        try:
-            os.link(f, target)
-        except OSError:
-            shutil.copyfile(f, target)
+        link_or_copy(f, folder / f"{n:06d}-{f.name}")
 
 
 def report(name: str, expected: Canonical, got: Canonical) -> bool:

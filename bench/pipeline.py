@@ -58,14 +58,18 @@ def export(events: int, fmt: str, days: int = 365, batch_hours: int = 24) -> Pat
     return folder / "export"
 
 
-def linked_copy(source: Path, target: Path) -> None:
-    """`target`: a folder holding the files of `source` (hard links where the file system allows,
-    copies elsewhere), for a run to add files to without touching the cache."""
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """`target`: a hard link to `source` where the file system allows, else a copy."""
     try:
-        shutil.copytree(source, target, copy_function=os.link)
+        os.link(source, target)
     except OSError:
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
+        shutil.copy2(source, target)
+
+
+def linked_copy(source: Path, target: Path) -> None:
+    """`target`: a folder holding the files of `source` (see link_or_copy), for a run to add
+    files to without touching the cache."""
+    shutil.copytree(source, target, copy_function=link_or_copy)
 
 
 def hourly_batch(fmt: str) -> Path:
