@@ -97,7 +97,7 @@ def _remove_scratch(path: str) -> None:
             os.remove(path + suffix)
 
 
-def _text_table(table: pa.Table) -> pa.Table:
+def text_table(table: pa.Table) -> pa.Table:
     """`table` with dates and times as text (_text_column)."""
     return pa.table({name: _text_column(table.column(name)) for name in table.column_names})
 
@@ -108,7 +108,7 @@ def scratch_file(scratch: str, rows: pa.Table) -> str:
     The bulk load runs in C without the GIL, so a run loads the next slice's tables on another
     thread while the store's connection writes the current one (`SliceWriter.adopt`)."""
     path = os.path.join(scratch, f"leadflow-stage-{uuid4().hex}.sqlite")
-    _bulk_ingest(path, "rows", _text_table(rows))
+    _bulk_ingest(path, "rows", text_table(rows))
     return path
 
 
