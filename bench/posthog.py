@@ -37,6 +37,7 @@ from leadflow.sources import hogql
 from leadflow.sources import posthog as posthog_source
 from leadflow.sources.hogql import Query, _names, _Values
 from leadflow.sources.local_posthog import LocalPostHog
+from leadflow.transform.dialect import HOGQL
 
 
 def _wire(local: LocalPostHog, since: int) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def raw_query(
 SELECT toString(e.uuid) AS event_uuid, e.event AS event_name, e.distinct_id AS who,
     e.properties AS props, e.timestamp AS event_time, e.created_at AS ingested_at
 FROM events AS e
-WHERE e.event IN {hogql.HOGQL.in_list(_names(DEFAULT_TAXONOMY))} AND {where}
+WHERE e.event IN {HOGQL.in_list(_names(DEFAULT_TAXONOMY))} AND {where}
     AND {hogql._keyset(keys, after, v)}
 ORDER BY {order}
 LIMIT {limit}
