@@ -407,10 +407,9 @@ WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '999
                 f"(SELECT * FROM ({raw_events_sql(self._readable(context_files))}) "
                 f"WHERE {hour} IN (SELECT hour_ts FROM dedup_hours))"
             )
-            self._sql(
-                f"CREATE TABLE context AS SELECT * FROM ({self._classify_sql(raw)}) "
-                "WHERE reject IS NULL"
-            )
+            # Rejected events go with the others below: a WHERE on the reject reason here would
+            # be pushed into the classifier's expressions, computed twice (about 1.5 times).
+            self._sql(f"CREATE TABLE context AS {self._classify_sql(raw)}")
         else:
             self._sql("CREATE TABLE context AS SELECT * FROM batch WHERE false")
         self.context_files = len(context_files)
@@ -425,13 +424,13 @@ WHERE hour_ts + to_hours(step) BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '999
 CREATE TEMP TABLE losers AS
 WITH duplicated AS (
     SELECT h FROM (
-        SELECT hash(uuid) AS h FROM context
+        SELECT hash(uuid) AS h FROM context WHERE reject IS NULL
         UNION ALL
         SELECT hash(uuid) AS h FROM batch WHERE reject IS NULL
     ) GROUP BY h HAVING count(*) > 1
 ), candidates AS (
     SELECT 0 AS origin, rowid AS row_id, file_id, ts, uuid FROM context
-    WHERE hash(uuid) IN (SELECT h FROM duplicated)
+    WHERE reject IS NULL AND hash(uuid) IN (SELECT h FROM duplicated)
     UNION ALL
     SELECT 1 AS origin, rowid AS row_id, file_id, ts, uuid FROM batch
     WHERE reject IS NULL AND hash(uuid) IN (SELECT h FROM duplicated)
