@@ -193,7 +193,11 @@ def measure(folder: str, workdir: str) -> list[Piece]:
             whole = whole.append_column("updated_at", pa.array([now] * whole.num_rows))
         tables[table] = text_table(whole)
     store = os.path.join(workdir, "store.db")
-    ensure_schema(create_store_engine(f"sqlite:///{store}"))
+    engine = create_store_engine(f"sqlite:///{store}")
+    ensure_schema(engine)
+    # ADBC's driver links SQLite of its own: no connection of Python's may hold the file open
+    # meanwhile (closing one copy's descriptor drops the locks the other holds).
+    engine.dispose()
     with timed(pieces, "write: ingest into the store") as rows:
         for table, arrow in tables.items():
             ingest(store, table, arrow)
