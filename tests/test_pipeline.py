@@ -494,14 +494,25 @@ def test_missing_path_is_a_clear_source_error(store, tmp_path):
 
 
 def test_unreadable_parquet_fails_the_run_and_writes_nothing(store, tmp_path):
+    """Nothing of the folder is recorded as read, so that the next run reads it all once the
+    damaged file is replaced (as a file still being copied is, once it is whole)."""
+    good = write_jsonl(
+        tmp_path / "export" / "good.jsonl", [event("v1", "property_view", at(1), "L1")]
+    )
     bad = tmp_path / "export" / "bad.parquet"
-    bad.parent.mkdir()
     bad.write_bytes(b"PAR1 definitely not parquet")
     with pytest.raises(RunFailed, match=r"bad\.parquet"):
-        store.run(bad.parent)
+        store.run(good.parent)
     (run,) = store.rows("cron_runs")
     assert run["status"] == "failed" and "bad.parquet" in run["error"]
     assert store.count("source_files") == 0 and store.count("listing_analytics") == 0
+
+    bad.unlink()
+    write_parquet(bad, [event("v2", "property_view", at(2), "L1", "s2")])
+    summary = store.run(good.parent)
+    assert (summary.files_read, summary.events_accepted) == (2, 2)
+    (hour,) = store.rows("listing_analytics")
+    assert hour["total_views"] == 2
 
 
 @pytest.mark.parametrize("name", ["day.jsonl", "day.jsonl.gz"])
