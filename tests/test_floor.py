@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 
 from bench import floor
@@ -21,7 +22,7 @@ COMPARED = {
 
 
 def rows(path: str, table: str) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return sorted(conn.execute(f"SELECT {COMPARED[table]} FROM {table}").fetchall())
 
 
