@@ -33,8 +33,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import adbc_driver_manager as adbc
-import adbc_driver_sqlite as adbc_sqlite
 import duckdb
 import pyarrow as pa
 
@@ -44,7 +42,7 @@ from leadflow.events import DEFAULT_TAXONOMY
 from leadflow.pipeline import plan_slices
 from leadflow.sources.files import discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
-from leadflow.store.writer import TIMESTAMP_TEXT, text_table
+from leadflow.store.writer import TIMESTAMP_TEXT, bulk_ingest, text_table
 from leadflow.transform.classify import CLASSIFIED_COLUMNS, RAW_COLUMNS, classify_sql
 from leadflow.transform.metrics import (
     hour_seekers_sql,
@@ -86,23 +84,6 @@ def timed(pieces: list[Piece], name: str) -> Iterator[Callable[[int], None]]:
     pieces.append(Piece(name, time.perf_counter() - wall, time.process_time() - cpu, rows[0]))
     last = pieces[-1]
     print(f"  {name:<34} {last.wall:7.2f} s  {last.cpu:7.2f} CPU-s  {last.rows:>11,} rows")
-
-
-def ingest(path: str, table: str, rows: pa.Table) -> None:
-    """Append `rows` to the store's table `table` (ADBC's bulk ingest, one transaction)."""
-    with (
-        adbc_sqlite.connect(path) as database,
-        adbc.AdbcConnection(database) as connection,
-        adbc.AdbcStatement(connection) as statement,
-    ):
-        statement.set_options(
-            **{
-                adbc.StatementOptions.INGEST_TARGET_TABLE.value: table,
-                adbc.StatementOptions.INGEST_MODE.value: adbc.INGEST_OPTION_MODE_APPEND,
-            }
-        )
-        statement.bind_stream(rows.to_reader())
-        statement.execute_update()
 
 
 def measure(folder: str, workdir: str) -> list[Piece]:
@@ -195,12 +176,10 @@ def measure(folder: str, workdir: str) -> list[Piece]:
     store = os.path.join(workdir, "store.db")
     engine = create_store_engine(f"sqlite:///{store}")
     ensure_schema(engine)
-    # ADBC's driver links SQLite of its own: no connection of Python's may hold the file open
-    # meanwhile (closing one copy's descriptor drops the locks the other holds).
-    engine.dispose()
+    engine.dispose()  # no connection of Python's SQLite may hold the file (see bulk_ingest)
     with timed(pieces, "write: ingest into the store") as rows:
         for table, arrow in tables.items():
-            ingest(store, table, arrow)
+            bulk_ingest(store, table, arrow, append=True)
             rows(arrow.num_rows)
     return pieces
 

@@ -69,22 +69,28 @@ def arrow_rows(table: pa.Table, columns: Sequence[str]) -> Iterator[tuple[Any, .
         yield from zip(*values, strict=True)
 
 
-def _bulk_ingest(path: str, name: str, rows: pa.Table) -> None:
-    """Create table `name` holding `rows` in the new SQLite database file `path` (ADBC's bulk
-    ingest: a prepared INSERT bound from the Arrow buffers in C, in one transaction)."""
+def bulk_ingest(path: str, name: str, rows: pa.Table, *, append: bool = False) -> None:
+    """Create table `name` holding `rows` in the new SQLite database file `path`, without a
+    journal (a scratch file); with `append`, append them to the existing table `name` of the
+    database file `path`, journaled as that file is. ADBC's bulk ingest: a prepared INSERT bound
+    from the Arrow buffers in C, in one transaction.
+
+    ADBC's driver links a SQLite of its own, which does not see the locks Python's SQLite holds
+    in the same process: no connection of Python's may have the file open meanwhile."""
     with (
         adbc_sqlite.connect(path) as database,
         adbc.AdbcConnection(database) as connection,
     ):
-        for pragma in ("journal_mode=OFF", "synchronous=OFF"):
+        for pragma in () if append else ("journal_mode=OFF", "synchronous=OFF"):
             with adbc.AdbcStatement(connection) as statement:
                 statement.set_sql_query(f"PRAGMA {pragma}")
                 statement.execute_query()
+        mode = adbc.INGEST_OPTION_MODE_APPEND if append else adbc.INGEST_OPTION_MODE_CREATE
         with adbc.AdbcStatement(connection) as statement:
             statement.set_options(
                 **{
                     adbc.StatementOptions.INGEST_TARGET_TABLE.value: name,
-                    adbc.StatementOptions.INGEST_MODE.value: adbc.INGEST_OPTION_MODE_CREATE,
+                    adbc.StatementOptions.INGEST_MODE.value: mode,
                 }
             )
             statement.bind_stream(rows.to_reader())
@@ -108,7 +114,7 @@ def scratch_file(scratch: str, rows: pa.Table) -> str:
     The bulk load runs in C without the GIL, so a run loads the next slice's tables on another
     thread while the store's connection writes the current one (`SliceWriter.adopt`)."""
     path = os.path.join(scratch, f"leadflow-stage-{uuid4().hex}.sqlite")
-    _bulk_ingest(path, "rows", text_table(rows))
+    bulk_ingest(path, "rows", text_table(rows))
     return path
 
 
