@@ -10,16 +10,25 @@ this process, one after the other, each with its wall and CPU seconds (every thr
 - classify and group: the same pass grouping the accepted events per (listing, hour, kind,
   seeker), the least grouping any design does (distinct seekers per listing and hour, and per
   listing over all time, come from it);
+- find duplicates: every event's uuid hash grouped, the repeated ones counted, straight from
+  the files (a design that does not store the events finds its duplicates so);
 - store, then aggregate: what leadflow's run does instead, storing the classified events in
   the run's DuckDB file, then running the slice queries over them slice by slice;
+- tables from the grouping: each slice's rows of the tables made from what the one pass
+  leaves (the events grouped per (listing, hour, kind, seeker), materialized here from the
+  stored events by a piece of its own), each in its table's key order, with the breakdown and
+  the lead records, which need the events themselves (a few in a hundred);
 - write: SQLite taking the resulting rows into the store's own tables straight from Arrow, in
-  each table's key order, into empty tables (ADBC's bulk ingest), without the leads, the
-  ledger or the listings' totals.
+  each table's key order, into empty tables (ADBC's bulk ingest), the lead records and their
+  events' uuids included, without the ledger or the listings' totals.
 
-The sum of "classify and group" and "write" is a floor: a run that classifies with DuckDB's JSON
-functions and keeps these tables in SQLite does at least that much work, whatever its
-arrangement. It is printed against the CPU seconds that the target rate allows on this
-machine's cores.
+The sum of "classify and group", "find duplicates", "tables from the grouping" and "write" is a
+floor: a run that classifies with DuckDB's JSON functions and keeps these tables in SQLite does
+at least that much work, whatever its arrangement. It is printed against the CPU seconds that
+the target rate allows on this machine's cores, with the least wall time any arrangement of it
+can take (SQLite writes on one thread, so at best the rest runs on the other cores while it
+writes, then on all of them), and with what it would be were classifying free (the classifier's
+CPU seconds over reading the raw columns taken out).
 """
 
 from __future__ import annotations
@@ -38,16 +47,19 @@ import pyarrow as pa
 
 from bench.pipeline import export
 from leadflow.config import Settings
-from leadflow.events import DEFAULT_TAXONOMY
+from leadflow.events import DEFAULT_TAXONOMY, LEAD_COUNTERS, Kind
 from leadflow.pipeline import plan_slices
 from leadflow.sources.files import discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
 from leadflow.store.writer import TIMESTAMP_TEXT, bulk_ingest, text_table
 from leadflow.transform.classify import CLASSIFIED_COLUMNS, RAW_COLUMNS, classify_sql
+from leadflow.transform.dialect import DUCKDB
+from leadflow.transform.leads import lead_records_sql
 from leadflow.transform.metrics import (
     hour_seekers_sql,
     hourly_breakdown_sql,
     hourly_metrics_sql,
+    in_key_order,
     listing_listers_sql,
     listing_seekers_sql,
 )
@@ -59,7 +71,6 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "listing_analytics": ("listing_id", "date", "hour"),
     "listing_analytics_breakdown": ("listing_id", "date", "hour", "dimension", "key"),
     "listing_hour_seekers": ("listing_id", "date", "hour"),
-    "listing_listers": ("listing_id",),
 }
 
 
@@ -129,6 +140,17 @@ def measure(folder: str, workdir: str) -> list[Piece]:
                 f"count(*) AS n FROM ({classified}) GROUP BY ALL)",
             )
         )
+    # A design that does not store the classified events finds the copies of an event from the
+    # files: every uuid's hash grouped (events without one are rejects), then (not timed: a
+    # handful of rows) the repeated ones compared exactly.
+    with timed(pieces, "find duplicates: uuid hashes") as rows:
+        rows(
+            counted(
+                ["h"],
+                f"(SELECT hash(uuid) AS h FROM {raw} WHERE uuid <> '' "
+                "GROUP BY h HAVING count(*) > 1)",
+            )
+        )
     with timed(pieces, "store the classified events") as rows:
         con.execute(f"CREATE TABLE batch AS {classified}")
         con.execute(
@@ -140,32 +162,54 @@ def measure(folder: str, workdir: str) -> list[Piece]:
         "SELECT hour_ts, count(*) FROM events GROUP BY hour_ts ORDER BY hour_ts"
     ).fetchall()
     slices = plan_slices(histogram, settings.slice_events, settings.slice_max_days)
-    parts: dict[str, list[pa.Table]] = {table: [] for table in TABLE_KEYS}
+    wheres = [
+        f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
+        f"AND TIMESTAMP '{piece.last_hour}')"
+        for piece in slices
+    ]
     with timed(pieces, f"aggregate ({len(slices)} slices)") as rows:
-        for piece in slices:
-            where = (
-                f"(SELECT * FROM events WHERE hour_ts BETWEEN TIMESTAMP '{piece.first_hour}' "
-                f"AND TIMESTAMP '{piece.last_hour}')"
-            )
+        for where in wheres:
+            for sql in (
+                hourly_metrics_sql(where, DEFAULT_TAXONOMY),
+                hourly_breakdown_sql(where),
+                hour_seekers_sql(where),
+                listing_seekers_sql(where),
+                listing_listers_sql(where),
+            ):
+                rows(con.sql(sql).to_arrow_table().num_rows)
+    # What the one pass leaves, per slice: the accepted events grouped per (listing, hour, kind,
+    # seeker), with the lead channels' counts. Grouped here from the stored events (the pass
+    # above times that grouping within the reading); the tables are then made from it.
+    with timed(pieces, "group the stored events, per slice") as rows:
+        for i, where in enumerate(wheres):
+            con.execute(f"CREATE TABLE grouped_{i} AS {grouped_sql(where)}")
+            rows(int(con.execute(f"SELECT count(*) FROM grouped_{i}").fetchall()[0][0]))
+    parts: dict[str, list[pa.Table]] = {table: [] for table in TABLE_KEYS}
+    with timed(pieces, "tables from the grouping") as rows:
+        for i, where in enumerate(wheres):
             queries = {
-                "listing_analytics": hourly_metrics_sql(where, DEFAULT_TAXONOMY),
+                **from_grouping(f"grouped_{i}"),
+                # Shares per platform and leads per channel: a few in a hundred events.
                 "listing_analytics_breakdown": hourly_breakdown_sql(where),
-                "listing_hour_seekers": hour_seekers_sql(where),
-                "listing_seekers": listing_seekers_sql(where),
-                "listing_listers": listing_listers_sql(where),
             }
             for table, sql in queries.items():
                 part = con.sql(sql).to_arrow_table()
                 parts[table].append(part)
                 rows(part.num_rows)
+        # Each action once (lead_events' key): of an event's copies, the first file's earliest.
+        lead_events = (
+            f"(SELECT * FROM events WHERE kind = '{Kind.LEAD}' "
+            "QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY file_id, ts) = 1)"
+        )
+        records = con.sql(lead_records_sql(lead_events, DEFAULT_TAXONOMY)).to_arrow_table()
+        actions = con.sql(f"SELECT uuid, listing_id, seeker_id FROM {lead_events}").to_arrow_table()
+        rows(records.num_rows)
     con.close()
 
     # All the rows in each table's key order, as one slice would give them to an empty store.
     now = time.strftime(TIMESTAMP_TEXT, time.gmtime())
     tables: dict[str, pa.Table] = {}
     for table, keys in TABLE_KEYS.items():
-        if table == "listing_listers":
-            continue  # 2,000 rows of the listings step, which the floor leaves out
         whole = pa.concat_tables(parts.pop(table))
         if table == "listing_seekers":  # each slice's distinct rows: distinct over the year
             whole = whole.group_by(list(keys)).aggregate([])
@@ -173,6 +217,7 @@ def measure(folder: str, workdir: str) -> list[Piece]:
         if table == "listing_analytics":
             whole = whole.append_column("updated_at", pa.array([now] * whole.num_rows))
         tables[table] = text_table(whole)
+    tables.update(lead_tables(records, actions, now))
     store = os.path.join(workdir, "store.db")
     engine = create_store_engine(f"sqlite:///{store}")
     ensure_schema(engine)
@@ -184,23 +229,141 @@ def measure(folder: str, workdir: str) -> list[Piece]:
     return pieces
 
 
+def grouped_sql(events: str) -> str:
+    """The accepted `events` per (listing, hour, kind, seeker): their count, and per lead
+    counter the count of those of its channels (as hourly_metrics_sql's inner level)."""
+    per_counter = ",\n    ".join(
+        f"count(*) FILTER (WHERE channel IN "
+        f"{DUCKDB.in_list([c.name for c in DEFAULT_TAXONOMY.channels if c.counter == counter])})"
+        f" AS {counter}"
+        for counter in LEAD_COUNTERS
+    )
+    return f"""
+SELECT listing_id, hour_ts, kind, seeker_id, count(*) AS n,
+    {per_counter}
+FROM {events}
+GROUP BY listing_id, hour_ts, kind, seeker_id
+"""
+
+
+def from_grouping(grouped: str) -> dict[str, str]:
+    """Per table, the query making its rows from grouped_sql's `grouped`: the same rows as
+    hourly_metrics_sql, hour_seekers_sql and listing_seekers_sql over the events, each in its
+    table's key order, in their cheapest known form (in_key_order)."""
+
+    def total(condition: str) -> str:
+        return f"CAST(coalesce(sum(n) FILTER (WHERE {condition}), 0) AS BIGINT)"
+
+    def seekers(kind: Kind) -> str:
+        return f"count(*) FILTER (WHERE kind = '{kind}')"
+
+    def ids(kind: Kind) -> str:
+        return (
+            f"CAST(to_json(coalesce(list_sort(list(seeker_id) FILTER (WHERE kind = '{kind}')), "
+            "[])) AS VARCHAR)"
+        )
+
+    views, leads = total(f"kind = '{Kind.VIEW}'"), total(f"kind = '{Kind.LEAD}'")
+    counters = ",\n    ".join(
+        f"CAST(sum({counter}) AS BIGINT) AS {counter}" for counter in LEAD_COUNTERS
+    )
+    hour = f"{DUCKDB.date_of('hour_ts')} AS date, {DUCKDB.hour_of('hour_ts')} AS hour"
+    metrics = f"""
+SELECT listing_id, {hour},
+    {views} AS total_views,
+    {seekers(Kind.VIEW)} AS unique_views,
+    {total(f"kind = '{Kind.IMPRESSION}'")} AS impressions,
+    {total(f"kind = '{Kind.SHARE}'")} AS shares,
+    {total(f"kind = '{Kind.SAVE}'")} AS saves,
+    {leads} AS total_leads,
+    {counters},
+    {seekers(Kind.LEAD)} AS unique_leads,
+    CASE WHEN {views} = 0 THEN 0.0 ELSE {leads} * 100.0 / {views} END AS conversion_rate
+FROM {grouped}
+GROUP BY listing_id, hour_ts
+"""
+    people = f"kind IN ('{Kind.VIEW}', '{Kind.LEAD}')"
+    hour_seekers = f"""
+SELECT listing_id, {hour}, {ids(Kind.VIEW)} AS viewers, {ids(Kind.LEAD)} AS lead_seekers
+FROM {grouped}
+WHERE {people}
+GROUP BY listing_id, hour_ts
+"""
+    return {
+        "listing_analytics": in_key_order(metrics, ("date", "hour")),
+        "listing_hour_seekers": in_key_order(hour_seekers, ("date", "hour")),
+        "listing_seekers": f"SELECT DISTINCT listing_id, kind, seeker_id FROM {grouped} "
+        f"WHERE {people} ORDER BY listing_id, kind, seeker_id",
+    }
+
+
+def lead_tables(records: pa.Table, actions: pa.Table, now: str) -> dict[str, pa.Table]:
+    """The `leads` and `lead_events` rows of a first run's lead records (ordered by listing and
+    seeker, as lead_records_sql gives them) and actions, as the run's writer makes them."""
+    count = records.num_rows
+    at = now.replace(" ", "T")
+    tracker = f'[{{"status":"new","at":"{at}.000000Z","by":"leadflow"}}]'
+    records = records.append_column("id", pa.array(range(1, count + 1), pa.int64()))
+    for name, value in (
+        ("status", "new"),
+        ("status_tracker", tracker),
+        ("notes", "[]"),
+        ("created_at", now),
+        ("updated_at", now),
+    ):
+        records = records.append_column(name, pa.repeat(pa.scalar(value), count))
+    ids = records.select(["listing_id", "seeker_id", "id"])
+    events = actions.join(ids, ["listing_id", "seeker_id"], join_type="inner")
+    events = events.select(["uuid", "id"]).rename_columns(["event_uuid", "lead_id"])
+    return {"leads": text_table(records), "lead_events": events.sort_by("event_uuid")}
+
+
+FLOOR_PIECES = (
+    "classify and group (one pass)",
+    "find duplicates",
+    "tables from the grouping",
+    "write",
+)
+
+
 def report(pieces: list[Piece], events: int) -> dict[str, Any]:
+    """Print the floor against the target; return its figures (CPU and wall seconds)."""
     by_name = {p.name.split(":")[0]: p for p in pieces}
-    floor = [by_name[name] for name in ("classify and group (one pass)", "write")]
-    cpu = sum(p.cpu for p in floor)
+    write = by_name["write"]
+    rest_cpu = sum(by_name[name].cpu for name in FLOOR_PIECES if name != "write")
+    cpu = rest_cpu + write.cpu
     cores = os.cpu_count() or 1
-    allowed = events / TARGET_RATE * cores
+    target = events / TARGET_RATE
+    allowed = target * cores
+    # SQLite writes on one thread: at best the rest keeps the other cores busy meanwhile, and
+    # what is left of it then runs on all of them.
+    least_wall = write.wall + max(0.0, rest_cpu - write.wall * (cores - 1)) / cores
+    # What classifying costs over reading the raw columns: the floor were it free.
+    classifier = by_name["classify"].cpu - by_name["read"].cpu
     print(
-        f"floor (classify and group, write): {cpu:.1f} CPU-s, "
-        f"{sum(p.wall for p in floor):.1f} s one after the other"
+        f"floor ({', '.join(FLOOR_PIECES)}): {cpu:.1f} CPU-s, "
+        f"{sum(by_name[name].wall for name in FLOOR_PIECES):.1f} s one after the other"
     )
     print(
-        f"{TARGET_RATE:,} events/s over {events:,} events is {events / TARGET_RATE:.1f} s: "
-        f"{allowed:.1f} CPU-s on {cores} cores; the floor is {cpu / allowed:.2f} of that, "
-        f"{cpu / cores:.1f} s on {cores} fully busy cores at best "
-        f"({events / (cpu / cores):,.0f} events/s)"
+        f"{TARGET_RATE:,} events/s over {events:,} events is {target:.1f} s: "
+        f"{allowed:.1f} CPU-s on {cores} cores; the floor is {cpu / allowed:.2f} of that"
     )
-    return {"floor_cpu": cpu, "allowed_cpu": allowed}
+    print(
+        f"least wall time of any arrangement: {least_wall:.1f} s "
+        f"({events / least_wall:,.0f} events/s): SQLite writing for {write.wall:.1f} s on one "
+        f"thread, the other {rest_cpu:.1f} CPU-s on the other cores meanwhile, then on all"
+    )
+    print(
+        f"the classifier's logic (classify less read) is {classifier:.1f} CPU-s: were it free, "
+        f"the floor would be {cpu - classifier:.1f} CPU-s, {(cpu - classifier) / allowed:.2f} "
+        "of the target's"
+    )
+    return {
+        "floor_cpu": cpu,
+        "allowed_cpu": allowed,
+        "least_wall": least_wall,
+        "without_classifier_cpu": cpu - classifier,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
