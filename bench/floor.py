@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from bench.pipeline import export
 from leadflow.config import Settings
-from leadflow.events import DEFAULT_TAXONOMY, LEAD_COUNTERS, Kind
+from leadflow.events import DEFAULT_TAXONOMY, Kind
 from leadflow.pipeline import plan_slices
 from leadflow.sources.files import discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
@@ -62,6 +62,8 @@ from leadflow.transform.metrics import (
     in_key_order,
     listing_listers_sql,
     listing_seekers_sql,
+    metrics_of_groups_sql,
+    per_seeker_sql,
 )
 
 TARGET_RATE = 500_000  # events per second, the target for a 10M first run
@@ -182,7 +184,7 @@ def measure(folder: str, workdir: str) -> list[Piece]:
     # above times that grouping within the reading); the tables are then made from it.
     with timed(pieces, "group the stored events, per slice") as rows:
         for i, where in enumerate(wheres):
-            con.execute(f"CREATE TABLE grouped_{i} AS {grouped_sql(where)}")
+            con.execute(f"CREATE TABLE grouped_{i} AS {per_seeker_sql(where, DEFAULT_TAXONOMY)}")
             rows(int(con.execute(f"SELECT count(*) FROM grouped_{i}").fetchall()[0][0]))
     parts: dict[str, list[pa.Table]] = {table: [] for table in TABLE_KEYS}
     with timed(pieces, "tables from the grouping") as rows:
@@ -229,33 +231,10 @@ def measure(folder: str, workdir: str) -> list[Piece]:
     return pieces
 
 
-def grouped_sql(events: str) -> str:
-    """The accepted `events` per (listing, hour, kind, seeker): their count, and per lead
-    counter the count of those of its channels (as hourly_metrics_sql's inner level)."""
-    per_counter = ",\n    ".join(
-        f"count(*) FILTER (WHERE channel IN "
-        f"{DUCKDB.in_list([c.name for c in DEFAULT_TAXONOMY.channels if c.counter == counter])})"
-        f" AS {counter}"
-        for counter in LEAD_COUNTERS
-    )
-    return f"""
-SELECT listing_id, hour_ts, kind, seeker_id, count(*) AS n,
-    {per_counter}
-FROM {events}
-GROUP BY listing_id, hour_ts, kind, seeker_id
-"""
-
-
 def from_grouping(grouped: str) -> dict[str, str]:
-    """Per table, the query making its rows from grouped_sql's `grouped`: the same rows as
+    """Per table, the query making its rows from per_seeker_sql's `grouped`: the same rows as
     hourly_metrics_sql, hour_seekers_sql and listing_seekers_sql over the events, each in its
     table's key order, in their cheapest known form (in_key_order)."""
-
-    def total(condition: str) -> str:
-        return f"CAST(coalesce(sum(n) FILTER (WHERE {condition}), 0) AS BIGINT)"
-
-    def seekers(kind: Kind) -> str:
-        return f"count(*) FILTER (WHERE kind = '{kind}')"
 
     def ids(kind: Kind) -> str:
         return (
@@ -263,25 +242,7 @@ def from_grouping(grouped: str) -> dict[str, str]:
             "[])) AS VARCHAR)"
         )
 
-    views, leads = total(f"kind = '{Kind.VIEW}'"), total(f"kind = '{Kind.LEAD}'")
-    counters = ",\n    ".join(
-        f"CAST(sum({counter}) AS BIGINT) AS {counter}" for counter in LEAD_COUNTERS
-    )
     hour = f"{DUCKDB.date_of('hour_ts')} AS date, {DUCKDB.hour_of('hour_ts')} AS hour"
-    metrics = f"""
-SELECT listing_id, {hour},
-    {views} AS total_views,
-    {seekers(Kind.VIEW)} AS unique_views,
-    {total(f"kind = '{Kind.IMPRESSION}'")} AS impressions,
-    {total(f"kind = '{Kind.SHARE}'")} AS shares,
-    {total(f"kind = '{Kind.SAVE}'")} AS saves,
-    {leads} AS total_leads,
-    {counters},
-    {seekers(Kind.LEAD)} AS unique_leads,
-    CASE WHEN {views} = 0 THEN 0.0 ELSE {leads} * 100.0 / {views} END AS conversion_rate
-FROM {grouped}
-GROUP BY listing_id, hour_ts
-"""
     people = f"kind IN ('{Kind.VIEW}', '{Kind.LEAD}')"
     hour_seekers = f"""
 SELECT listing_id, {hour}, {ids(Kind.VIEW)} AS viewers, {ids(Kind.LEAD)} AS lead_seekers
@@ -290,7 +251,7 @@ WHERE {people}
 GROUP BY listing_id, hour_ts
 """
     return {
-        "listing_analytics": in_key_order(metrics, ("date", "hour")),
+        "listing_analytics": in_key_order(metrics_of_groups_sql(grouped), ("date", "hour")),
         "listing_hour_seekers": in_key_order(hour_seekers, ("date", "hour")),
         "listing_seekers": f"SELECT DISTINCT listing_id, kind, seeker_id FROM {grouped} "
         f"WHERE {people} ORDER BY listing_id, kind, seeker_id",
