@@ -76,6 +76,9 @@ def test_the_floor_writes_what_a_run_writes(tmp_path, capsys):
     classifier = by_name["classify: every column, counted"].cpu
     classifier -= by_name["read: raw columns, counted"].cpu
     assert summary["without_classifier_cpu"] == summary["floor_cpu"] - classifier
+    assert summary["without_classifier_wall"] == write.wall + (
+        max(0.0, rest_cpu - classifier - alongside) / cores
+    )
     out = capsys.readouterr().out
     assert "least wall time of any arrangement" in out
     assert "the classifier's logic (classify less read)" in out
