@@ -312,10 +312,11 @@ def report(pieces: list[Piece], events: int) -> dict[str, Any]:
         f"{TARGET_RATE:,} events/s over {events:,} events is {target:.1f} s: "
         f"{allowed:.1f} CPU-s on {cores} cores; the floor is {cpu / allowed:.2f} of that"
     )
+    wall = least_wall(rest_cpu)
     print(
-        f"least wall time of any arrangement: {least_wall(rest_cpu):.1f} s "
-        f"({events / least_wall(rest_cpu):,.0f} events/s): SQLite writing for {write.wall:.1f} s on one "
-        f"thread, the other {rest_cpu:.1f} CPU-s on the other cores meanwhile, then on all"
+        f"least wall time of any arrangement: {wall:.1f} s ({events / wall:,.0f} events/s): "
+        f"SQLite writing for {write.wall:.1f} s on one thread, the other {rest_cpu:.1f} CPU-s "
+        "on the other cores meanwhile, then on all"
     )
     print(
         f"the classifier's logic (classify less read) is {classifier:.1f} CPU-s: were it free, "
@@ -325,7 +326,7 @@ def report(pieces: list[Piece], events: int) -> dict[str, Any]:
     return {
         "floor_cpu": cpu,
         "allowed_cpu": allowed,
-        "least_wall": least_wall(rest_cpu),
+        "least_wall": wall,
         "without_classifier_cpu": cpu - classifier,
         "without_classifier_wall": least_wall(rest_cpu - classifier),
     }
