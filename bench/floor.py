@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -51,7 +52,13 @@ from leadflow.events import DEFAULT_TAXONOMY, Kind
 from leadflow.pipeline import plan_slices
 from leadflow.sources.files import discover, raw_events_sql
 from leadflow.store.db import create_store_engine, ensure_schema
-from leadflow.store.writer import TIMESTAMP_TEXT, bulk_ingest, text_table
+from leadflow.store.writer import (
+    TIMESTAMP_TEXT,
+    bulk_ingest,
+    lead_event_rows,
+    new_lead_values,
+    text_table,
+)
 from leadflow.transform.classify import CLASSIFIED_COLUMNS, RAW_COLUMNS, classify_sql
 from leadflow.transform.dialect import DUCKDB
 from leadflow.transform.leads import lead_records_sql
@@ -262,21 +269,12 @@ def lead_tables(records: pa.Table, actions: pa.Table, now: str) -> dict[str, pa.
     """The `leads` and `lead_events` rows of a first run's lead records (ordered by listing and
     seeker, as lead_records_sql gives them) and actions, as the run's writer makes them."""
     count = records.num_rows
-    at = now.replace(" ", "T")
-    tracker = f'[{{"status":"new","at":"{at}.000000Z","by":"leadflow"}}]'
     records = records.append_column("id", pa.array(range(1, count + 1), pa.int64()))
-    for name, value in (
-        ("status", "new"),
-        ("status_tracker", tracker),
-        ("notes", "[]"),
-        ("created_at", now),
-        ("updated_at", now),
-    ):
+    started = new_lead_values(datetime.strptime(now, TIMESTAMP_TEXT))
+    for name, value in (*started.items(), ("created_at", now), ("updated_at", now)):
         records = records.append_column(name, pa.repeat(pa.scalar(value), count))
-    ids = records.select(["listing_id", "seeker_id", "id"])
-    events = actions.join(ids, ["listing_id", "seeker_id"], join_type="inner")
-    events = events.select(["uuid", "id"]).rename_columns(["event_uuid", "lead_id"])
-    return {"leads": text_table(records), "lead_events": events.sort_by("event_uuid")}
+    events = lead_event_rows(actions, records).sort_by("event_uuid")
+    return {"leads": text_table(records), "lead_events": events}
 
 
 FLOOR_PIECES = (

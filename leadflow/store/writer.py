@@ -33,6 +33,7 @@ from sqlalchemy import Table, inspect, text
 from sqlalchemy.engine import Connection
 
 from leadflow.events import LEAD_COUNTERS, Kind
+from leadflow.store.leads import STATUS_TIME_FORMAT
 from leadflow.store.schema import (
     HOURLY_COUNTERS,
     LEADS_BREAKDOWN_KEYS,
@@ -95,6 +96,29 @@ def bulk_ingest(path: str, name: str, rows: pa.Table, *, append: bool = False) -
             )
             statement.bind_stream(rows.to_reader())
             statement.execute_update()
+
+
+def new_lead_values(now: datetime) -> dict[str, str]:
+    """The status, status history and notes a lead record the pipeline inserts at `now` starts
+    with (the history's time as the leads API writes its own, store.leads.STATUS_TIME_FORMAT)."""
+    at = now.strftime(STATUS_TIME_FORMAT)
+    return {
+        "status": "new",
+        "status_tracker": f'[{{"status":"new","at":"{at}","by":"leadflow"}}]',
+        "notes": "[]",
+    }
+
+
+def lead_event_rows(actions: pa.Table, records: pa.Table) -> pa.Table:
+    """The lead_events rows of lead `actions` (uuid, listing_id, seeker_id): each uuid with the
+    id of its (listing, seeker)'s record in `records`."""
+    keys = records.select(["listing_id", "seeker_id", "id"])
+    events = actions.select(["uuid", "listing_id", "seeker_id"]).join(
+        keys, ["listing_id", "seeker_id"], join_type="inner"
+    )
+    if events.num_rows != actions.num_rows:
+        raise AssertionError("a lead action without its lead record")
+    return events.select(["uuid", "id"]).rename_columns(["event_uuid", "lead_id"])
 
 
 def _remove_scratch(path: str) -> None:
@@ -334,11 +358,8 @@ class SliceWriter:
             "AS BIGINT) AS id FROM records",
             records=records,
         )
-        tracker = f'[{{"status":"new","at":"{self.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}","by":"leadflow"}}]'
         constants = {
-            "status": "new",
-            "status_tracker": tracker,
-            "notes": "[]",
+            **new_lead_values(self.now),
             "run_id": run_id,
             "created_at": self._now_value,
             "updated_at": self._now_value,
@@ -703,32 +724,20 @@ class PostgresSliceWriter(SliceWriter):
             (records.num_rows,),
         )
         count = records.num_rows
-        tracker = f'[{{"status":"new","at":"{self.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}","by":"leadflow"}}]'
         now = pa.scalar(self.now, pa.timestamp("us", tz="UTC"))
         records = records.append_column("id", pa.array(sorted(r[0] for r in ids), pa.int64()))
         for name, value in (
-            ("status", pa.scalar("new")),
-            ("status_tracker", pa.scalar(tracker)),
-            ("notes", pa.scalar("[]")),
+            *(
+                (column, pa.scalar(document))
+                for column, document in new_lead_values(self.now).items()
+            ),
             ("run_id", pa.scalar(run_id, pa.int64())),
             ("created_at", now),
             ("updated_at", now),
         ):
             records = records.append_column(name, pa.repeat(value, count))
         self._copy("leads", [c.name for c in leads.c if c.name in records.column_names], records)
-        # Every action's uuid, with its record's id through (listing_id, seeker_id).
-        keys = records.select(["listing_id", "seeker_id", "id"])
-        events = actions.select(["uuid", "listing_id", "seeker_id"]).join(
-            keys, ["listing_id", "seeker_id"], join_type="inner"
-        )
-        if events.num_rows != actions.num_rows:
-            raise AssertionError("a lead action without its lead record")
-        events = events.rename_columns(
-            [
-                "event_uuid" if c == "uuid" else "lead_id" if c == "id" else c
-                for c in events.column_names
-            ]
-        )
+        events = lead_event_rows(actions, records)
         self._copy("lead_events", ["event_uuid", "lead_id"], events)
         return int(count)
 
