@@ -369,7 +369,7 @@ def _json_text(text: str | bytes) -> Any:
     (`"\\ud800"` alone) is not text and raises ValueError, as JSON readers that keep strings
     as UTF-8 refuse it."""
     parsed = json.loads(text)
-    if b"\\u" in text if isinstance(text, bytes) else "\\u" in text:
+    if (b"\\u" in text) if isinstance(text, bytes) else ("\\u" in text):
         json.dumps(parsed, ensure_ascii=False).encode()  # UnicodeEncodeError is a ValueError
     return parsed
 
